@@ -1,0 +1,53 @@
+/**
+ * The HTTP wire format shared by the server middleware and the client link. Header names are lower case
+ * (HTTP header names are case-insensitive; Fetch `Headers` and Node both normalise to lower case).
+ *
+ * Request:
+ * - `Idempotency-Key: <key>` on a request with one call (httpLink). On a batch it applies to batch index 0 only.
+ * - `Idempotency-Keys: ["k0",null,"k2"]` on a batch (httpBatchLink): a JSON array indexed by the call's
+ *   `batchIndex`, `null` where a call has no key. When present it wins over `Idempotency-Key`.
+ *   A key is 1 to 255 characters of visible ASCII (0x21-0x7E). An IETF-style quoted sf-string
+ *   (`"abc"`) is accepted in `Idempotency-Key` and unquoted.
+ *
+ * Response (set by `idempotencyResponseMeta`, non-streamed responses only):
+ * - `Idempotency-Status: {"k0":"replayed","k2":"executed"}`: what the server did with each key it saw.
+ *   A key the client sent that is missing here was never seen by an idempotent procedure.
+ *   With httpBatchStreamLink the head is written before any procedure runs: the value is then `deferred`.
+ * - `Idempotent-Replayed: true` when the request had a single call and it was a replay (as Stripe does).
+ * - `Retry-After: <seconds>` when a call got CONFLICT because its key is in progress.
+ */
+export const KEY_HEADER = 'idempotency-key';
+export const KEYS_HEADER = 'idempotency-keys';
+export const STATUS_HEADER = 'idempotency-status';
+export const REPLAYED_HEADER = 'idempotent-replayed';
+export const RETRY_AFTER_HEADER = 'retry-after';
+/** Value of `Idempotency-Status` when the response head was sent before the calls ran (streaming). */
+export const STATUS_DEFERRED = 'deferred';
+
+/** Longest key accepted, as Stripe does. */
+export const MAX_KEY_LENGTH = 255;
+
+/** What the server did with one key, as reported in `Idempotency-Status`. */
+export type KeyStatus =
+  | 'executed'
+  | 'replayed'
+  | 'in_progress'
+  | 'mismatch'
+  | 'not_stored'
+  | 'store_unavailable'
+  | 'invalid';
+
+/** Data added to a TRPCError's `data.idempotency` by `idempotencyErrorData` in your error formatter. */
+export interface IdempotencyErrorData {
+  /** Why the idempotency layer refused the call. */
+  reason:
+    | 'key_missing'
+    | 'key_invalid'
+    | 'in_progress'
+    | 'mismatch'
+    | 'not_stored'
+    | 'store_unavailable'
+    | 'record_corrupt';
+  /** Retry after this many milliseconds (in-progress conflicts and store outages only). */
+  retryAfterMs?: number;
+}

@@ -1,0 +1,20 @@
+import { defineConfig } from 'tsup';
+
+export const tsupConfig = defineConfig({
+  entry: {
+    index: 'src/index.ts',
+    'redis/index': 'src/redis/index.ts',
+    'client/index': 'src/client/index.ts',
+  },
+  format: ['esm', 'cjs'],
+  dts: true,
+  sourcemap: true,
+  clean: true,
+  target: 'node20',
+  splitting: false,
+  treeshake: true,
+  loader: { '.lua': 'text' },
+});
+
+// tsup reads the default export of its config file; the project otherwise uses named exports only.
+export default tsupConfig;
