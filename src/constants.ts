@@ -1,0 +1,24 @@
+/**
+ * Every default of trpc-idempotency, in one place. Option types repeat these values in their `@default` tags;
+ * `test/defaults.test.ts` checks that the two agree.
+ */
+export const DEFAULTS = {
+  /** Request header carrying the key. */
+  headerName: 'idempotency-key',
+  /** Input field carrying the key; `false` reads no input field. */
+  inputKey: false as string | false,
+  required: false,
+  onInProgress: 'reject' as 'reject' | 'wait',
+  waitTimeoutMs: 10_000,
+  ttlMs: 24 * 60 * 60 * 1000,
+  lockTtlMs: 30_000,
+  maxResultBytes: 1024 * 1024,
+  onStoreError: 'fail-closed' as 'fail-closed' | 'fail-open',
+  /** Attempts to store a result before giving up and reporting it. */
+  completeAttempts: 3,
+  completeRetryDelayMs: 50,
+  /** Memory store: records kept at most. */
+  maxEntries: 10_000,
+  /** How long a released record keeps its fence in the memory store. */
+  releasedTtlMs: 60_000,
+} as const;

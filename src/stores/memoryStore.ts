@@ -1,0 +1,180 @@
+import type { Clock, TimerHandle } from '../clock';
+import { systemClock } from '../clock';
+import { DEFAULTS } from '../constants';
+import { IdempotencyError } from '../errors';
+import type {
+  ClaimOutcome,
+  ClaimRequest,
+  CompleteRequest,
+  IdempotencyStore,
+  LeaseOutcome,
+  LeaseRequest,
+  RenewRequest,
+  WaitOutcome,
+  WaitRequest,
+} from '../store';
+
+export interface MemoryStoreOptions {
+  /**
+   * Records kept at most. When full, expired records go first, then the oldest completed or released ones; an
+   * in-progress claim is never evicted (a claim that finds only live claims fails with STORE_UNAVAILABLE).
+   * @default 10000
+   */
+  maxEntries?: number;
+  /**
+   * The store's time source. Inject a manual clock in tests.
+   * @default systemClock
+   */
+  clock?: Clock;
+}
+
+type Entry =
+  | { state: 'in_progress'; token: string; fingerprint: string; fence: number; leaseUntil: number; expiresAt: number }
+  | { state: 'completed'; token: string; fingerprint: string; fence: number; result: string; expiresAt: number }
+  | { state: 'released'; token: string; fence: number; expiresAt: number };
+
+/**
+ * An in-process store: the zero-configuration default. It dedupes within one process only; use the Redis store
+ * when several processes serve the same mutations.
+ */
+export const createMemoryStore = (options: MemoryStoreOptions = {}): IdempotencyStore => {
+  const maxEntries = options.maxEntries ?? DEFAULTS.maxEntries;
+  if (!Number.isInteger(maxEntries) || maxEntries < 1) {
+    throw new IdempotencyError('INVALID_OPTION', `createMemoryStore: maxEntries must be a positive integer, got ${String(maxEntries)}`);
+  }
+  const clock = options.clock ?? systemClock;
+  const entries = new Map<string, Entry>();
+  const waiters = new Map<string, Set<() => void>>();
+
+  const live = (id: string, now: number): Entry | undefined => {
+    const entry = entries.get(id);
+    if (entry && entry.expiresAt <= now) {
+      entries.delete(id);
+      return undefined;
+    }
+    return entry;
+  };
+
+  const notify = (id: string): void => {
+    const set = waiters.get(id);
+    if (!set) return;
+    waiters.delete(id);
+    for (const wake of set) wake();
+  };
+
+  const makeRoom = (now: number): void => {
+    if (entries.size < maxEntries) return;
+    for (const [id, entry] of entries) if (entry.expiresAt <= now) entries.delete(id);
+    // Map iteration is insertion order: the first finished entries are the oldest.
+    for (const [id, entry] of entries) {
+      if (entries.size < maxEntries) return;
+      if (entry.state !== 'in_progress' || entry.leaseUntil <= now) entries.delete(id);
+    }
+    if (entries.size >= maxEntries) {
+      throw new IdempotencyError(
+        'STORE_UNAVAILABLE',
+        `memory store is full: ${maxEntries} keys are in progress (raise maxEntries)`,
+      );
+    }
+  };
+
+  const nextFence = (previous: number | undefined, now: number): number =>
+    Math.max((previous ?? 0) + 1, now * 1000);
+
+  const owned = (id: string, token: string, now: number): Entry | undefined => {
+    const entry = live(id, now);
+    return entry && entry.token === token ? entry : undefined;
+  };
+
+  return {
+    async claim({ id, token, fingerprint, lockTtlMs }: ClaimRequest): Promise<ClaimOutcome> {
+      const now = clock.now();
+      const entry = live(id, now);
+      if (entry?.state === 'completed' || entry?.state === 'in_progress') {
+        if (entry.fingerprint !== '' && fingerprint !== '' && entry.fingerprint !== fingerprint) {
+          return { status: 'mismatch' };
+        }
+        if (entry.state === 'completed') return { status: 'completed', result: entry.result };
+        if (entry.leaseUntil > now) return { status: 'in_progress', retryAfterMs: Math.max(1, entry.leaseUntil - now) };
+      }
+      if (!entry) makeRoom(now);
+      const fence = nextFence(entry?.fence, now);
+      entries.delete(id);
+      entries.set(id, {
+        state: 'in_progress',
+        token,
+        fingerprint,
+        fence,
+        leaseUntil: now + lockTtlMs,
+        expiresAt: now + lockTtlMs * 2,
+      });
+      return { status: 'acquired', fence, takeover: entry?.state === 'in_progress' };
+    },
+
+    async renew({ id, token, lockTtlMs }: RenewRequest): Promise<LeaseOutcome> {
+      const now = clock.now();
+      const entry = owned(id, token, now);
+      if (entry?.state !== 'in_progress' || entry.leaseUntil <= now) return { status: 'lost' };
+      entry.leaseUntil = now + lockTtlMs;
+      entry.expiresAt = Math.max(entry.expiresAt, now + lockTtlMs * 2);
+      return { status: 'ok' };
+    },
+
+    async complete({ id, token, result, ttlMs }: CompleteRequest): Promise<LeaseOutcome> {
+      const now = clock.now();
+      const entry = owned(id, token, now);
+      if (entry?.state === 'completed') return { status: 'ok' };
+      if (entry?.state !== 'in_progress') return { status: 'lost' };
+      entries.delete(id);
+      entries.set(id, {
+        state: 'completed',
+        token,
+        fingerprint: entry.fingerprint,
+        fence: entry.fence,
+        result,
+        expiresAt: now + ttlMs,
+      });
+      notify(id);
+      return { status: 'ok' };
+    },
+
+    async release({ id, token }: LeaseRequest): Promise<LeaseOutcome> {
+      const now = clock.now();
+      const entry = owned(id, token, now);
+      if (entry?.state === 'released') return { status: 'ok' };
+      if (entry?.state !== 'in_progress') return { status: 'lost' };
+      entries.set(id, { state: 'released', token, fence: entry.fence, expiresAt: now + DEFAULTS.releasedTtlMs });
+      notify(id);
+      return { status: 'ok' };
+    },
+
+    wait({ id, timeoutMs, signal }: WaitRequest): Promise<WaitOutcome> {
+      const now = clock.now();
+      const entry = live(id, now);
+      if (entry?.state !== 'in_progress' || entry.leaseUntil <= now) return Promise.resolve({ status: 'settled' });
+      if (signal?.aborted) return Promise.resolve({ status: 'timeout' });
+      return new Promise<WaitOutcome>((resolve) => {
+        const timers: TimerHandle[] = [];
+        const finish = (outcome: WaitOutcome): void => {
+          for (const timer of timers) clock.clearTimeout(timer);
+          waiters.get(id)?.delete(wake);
+          signal?.removeEventListener('abort', onAbort);
+          resolve(outcome);
+        };
+        const wake = (): void => finish({ status: 'settled' });
+        const onAbort = (): void => finish({ status: 'timeout' });
+        let set = waiters.get(id);
+        if (!set) waiters.set(id, (set = new Set()));
+        set.add(wake);
+        signal?.addEventListener('abort', onAbort, { once: true });
+        const untilLease = entry.leaseUntil - now;
+        if (untilLease <= timeoutMs) {
+          // The lease may be renewed meanwhile: then this just wakes the waiter, whose next claim says in_progress.
+          timers.push(clock.setTimeout(wake, untilLease));
+        } else {
+          timers.push(clock.setTimeout(() => finish({ status: 'timeout' }), timeoutMs));
+        }
+      });
+    },
+  };
+};

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { IdempotencyError } from '../src/errors';
+import { createMemoryStore } from '../src/stores/memoryStore';
+import { describeStoreConformance } from './conformance/storeSuite';
+import { createManualClock } from './helpers/manualClock';
+
+describeStoreConformance(
+  'createMemoryStore',
+  async () => {
+    const clock = createManualClock();
+    return { store: createMemoryStore({ clock }), advance: (ms) => clock.advance(ms), close: async () => {} };
+  },
+  { lockTtlMs: 1_000 },
+);
+
+describe('createMemoryStore', () => {
+  it('evicts the oldest finished records when full, never an in-progress claim', async () => {
+    const clock = createManualClock();
+    const store = createMemoryStore({ clock, maxEntries: 3 });
+    await store.claim({ id: 'live', token: 't', fingerprint: '', lockTtlMs: 60_000 });
+    for (const id of ['a', 'b', 'c', 'd']) {
+      await store.claim({ id, token: id, fingerprint: '', lockTtlMs: 60_000 });
+      await store.complete({ id, token: id, result: id, ttlMs: 60_000 });
+    }
+    expect((await store.claim({ id: 'live', token: 'x', fingerprint: '', lockTtlMs: 60_000 })).status).toBe('in_progress');
+    expect(await store.claim({ id: 'd', token: 'x', fingerprint: '', lockTtlMs: 60_000 })).toEqual({ status: 'completed', result: 'd' });
+    // 'a' and 'b' were evicted to make room.
+    expect((await store.claim({ id: 'a', token: 'x', fingerprint: '', lockTtlMs: 60_000 })).status).toBe('acquired');
+  });
+
+  it('fails closed when every slot holds a live claim', async () => {
+    const clock = createManualClock();
+    const store = createMemoryStore({ clock, maxEntries: 2 });
+    await store.claim({ id: 'a', token: 'a', fingerprint: '', lockTtlMs: 60_000 });
+    await store.claim({ id: 'b', token: 'b', fingerprint: '', lockTtlMs: 60_000 });
+    const error = await store.claim({ id: 'c', token: 'c', fingerprint: '', lockTtlMs: 60_000 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(IdempotencyError);
+    expect((error as IdempotencyError).code).toBe('STORE_UNAVAILABLE');
+    await clock.advance(60_001);
+    expect((await store.claim({ id: 'c', token: 'c', fingerprint: '', lockTtlMs: 60_000 })).status).toBe('acquired');
+  });
+
+  it('rejects a bad maxEntries at once, naming it', () => {
+    expect(() => createMemoryStore({ maxEntries: 0 })).toThrow(/maxEntries/);
+  });
+
+  it('leaves no timer behind after a waiter settles', async () => {
+    const clock = createManualClock();
+    const store = createMemoryStore({ clock });
+    await store.claim({ id: 'k', token: 't', fingerprint: '', lockTtlMs: 60_000 });
+    const waiting = store.wait({ id: 'k', timeoutMs: 10_000 });
+    expect(clock.pending()).toBe(1);
+    await store.complete({ id: 'k', token: 't', result: 'r', ttlMs: 1000 });
+    await waiting;
+    expect(clock.pending()).toBe(0);
+  });
+});
