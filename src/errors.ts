@@ -9,6 +9,7 @@ export type IdempotencyErrorCode =
   | 'NOT_STORED'
   | 'STORE_UNAVAILABLE'
   | 'RECORD_CORRUPT'
+  | 'LEASE_LOST'
   | 'INVALID_OPTION';
 
 export interface IdempotencyErrorOptions extends ErrorOptions {
@@ -44,6 +45,7 @@ const TRPC_CODES = {
   NOT_STORED: 'CONFLICT',
   STORE_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
   RECORD_CORRUPT: 'INTERNAL_SERVER_ERROR',
+  LEASE_LOST: 'CONFLICT',
   INVALID_OPTION: 'INTERNAL_SERVER_ERROR',
 } as const satisfies Record<IdempotencyErrorCode, TRPCError['code']>;
 
@@ -55,7 +57,8 @@ const REASONS = {
   NOT_STORED: 'not_stored',
   STORE_UNAVAILABLE: 'store_unavailable',
   RECORD_CORRUPT: 'record_corrupt',
-  INVALID_OPTION: 'record_corrupt',
+  LEASE_LOST: 'lease_lost',
+  INVALID_OPTION: 'invalid_option',
 } as const satisfies Record<IdempotencyErrorCode, IdempotencyErrorData['reason']>;
 
 /** The single place where idempotency failures become tRPC errors. */

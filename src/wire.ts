@@ -47,7 +47,9 @@ export interface IdempotencyErrorData {
     | 'mismatch'
     | 'not_stored'
     | 'store_unavailable'
-    | 'record_corrupt';
+    | 'record_corrupt'
+    | 'lease_lost'
+    | 'invalid_option';
   /** Retry after this many milliseconds (in-progress conflicts and store outages only). */
   retryAfterMs?: number;
 }

@@ -1,0 +1,30 @@
+export type { Clock, TimerHandle } from './clock';
+export { systemClock } from './clock';
+export { DEFAULTS } from './constants';
+export type { IdempotencyErrorCode, IdempotencyErrorOptions } from './errors';
+export { IdempotencyError, idempotencyErrorData, isIdempotencyError } from './errors';
+export type { Serializer } from './serialization';
+export { superjsonSerializer } from './serialization';
+export type { IdempotencyEvent, IdempotencyEventType } from './server/events';
+export type { Idempotency } from './server/idempotency';
+export { createIdempotency, idempotent } from './server/idempotency';
+export type { IdempotencyContext, IdempotencyExecution, IdempotentMiddleware } from './server/middleware';
+export type { GetKeyOptions, IdempotencyOptions, IdempotentOptions } from './server/options';
+export { defaultShouldStoreError } from './server/options';
+export { idempotencyResponseMeta } from './server/reporting';
+export type {
+  ClaimOutcome,
+  ClaimRequest,
+  CompleteRequest,
+  IdempotencyStore,
+  LeaseOutcome,
+  LeaseRequest,
+  RecordRef,
+  RenewRequest,
+  WaitOutcome,
+  WaitRequest,
+} from './store';
+export type { MemoryStoreOptions } from './stores/memoryStore';
+export { createMemoryStore } from './stores/memoryStore';
+export type { IdempotencyErrorData, KeyStatus } from './wire';
+export { KEY_HEADER, KEYS_HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER, STATUS_HEADER } from './wire';

@@ -1,0 +1,28 @@
+import type { TRPCError } from '@trpc/server';
+
+interface EventBase {
+  /** Procedure path, e.g. `order.create`. */
+  path: string;
+  /** The record id: a hash of (scope, path, key); safe to log, unlike the key. */
+  keyHash: string;
+}
+
+/** What the middleware reports through `onEvent`, for logs and metrics. */
+export type IdempotencyEvent =
+  | (EventBase & { type: 'claimed'; fence: number; takeover: boolean; durationMs: number })
+  | (EventBase & { type: 'replayed'; outcome: 'ok' | 'error' | 'not_stored'; durationMs: number })
+  | (EventBase & { type: 'conflict'; retryAfterMs: number; waitedMs: number })
+  | (EventBase & { type: 'mismatch' })
+  | (EventBase & { type: 'completed'; outcome: 'ok' | 'error'; bytes: number; durationMs: number })
+  | (EventBase & { type: 'not_stored'; reason: 'too_large' | 'unserializable'; bytes?: number; limitBytes: number })
+  | (EventBase & { type: 'released'; code: TRPCError['code']; durationMs: number })
+  | (EventBase & { type: 'lease_lost'; phase: 'renew' | 'complete' | 'release' })
+  | (EventBase & {
+      type: 'store_error';
+      operation: 'claim' | 'renew' | 'complete' | 'release' | 'wait';
+      error: unknown;
+      /** `true` when `onStoreError: 'fail-open'` let the call run unguarded. */
+      failedOpen: boolean;
+    });
+
+export type IdempotencyEventType = IdempotencyEvent['type'];

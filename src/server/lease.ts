@@ -1,0 +1,71 @@
+import type { Clock, TimerHandle } from '../clock';
+import { IdempotencyError } from '../errors';
+import type { IdempotencyStore } from '../store';
+
+export interface LeaseOptions {
+  store: IdempotencyStore;
+  clock: Clock;
+  id: string;
+  token: string;
+  lockTtlMs: number;
+  /** Called once when the lease is gone (renew said lost, or the store stayed unreachable past the lease). */
+  onLost: (reason: 'lost' | 'unreachable', error?: unknown) => void;
+  onRenewError: (error: unknown) => void;
+}
+
+export interface Lease {
+  /** Aborts when the lease is lost; the procedure should stop writing. */
+  signal: AbortSignal;
+  stop(): void;
+}
+
+/**
+ * Keeps a claim alive while the procedure runs: renews every `lockTtlMs / 3`, so a fast procedure costs no
+ * renewal at all. If renewal fails, it keeps trying until the lease would have run out, then gives up.
+ */
+export const holdLease = (options: LeaseOptions): Lease => {
+  const { store, clock, id, token, lockTtlMs } = options;
+  const controller = new AbortController();
+  const interval = Math.max(1, Math.floor(lockTtlMs / 3));
+  let confirmedUntil = clock.now() + lockTtlMs;
+  let timer: TimerHandle | undefined;
+  let stopped = false;
+
+  const lose = (reason: 'lost' | 'unreachable', error?: unknown): void => {
+    if (stopped) return;
+    stopped = true;
+    controller.abort(
+      new IdempotencyError('LEASE_LOST', `the lease on this idempotency key was lost (${reason}); stop writing`, { cause: error }),
+    );
+    options.onLost(reason, error);
+  };
+
+  const tick = async (): Promise<void> => {
+    if (stopped) return;
+    const startedAt = clock.now();
+    try {
+      const outcome = await store.renew({ id, token, lockTtlMs });
+      if (stopped) return;
+      if (outcome.status === 'lost') return lose('lost');
+      confirmedUntil = startedAt + lockTtlMs;
+    } catch (error) {
+      if (stopped) return;
+      options.onRenewError(error);
+      if (clock.now() + interval >= confirmedUntil) return lose('unreachable', error);
+    }
+    schedule();
+  };
+
+  const schedule = (): void => {
+    if (!stopped) timer = clock.setTimeout(() => void tick(), interval);
+  };
+
+  schedule();
+  return {
+    signal: controller.signal,
+    stop: () => {
+      stopped = true;
+      if (timer !== undefined) clock.clearTimeout(timer);
+    },
+  };
+};

@@ -1,0 +1,241 @@
+import type { TRPCError } from '@trpc/server';
+import type { Clock } from '../clock';
+import { systemClock } from '../clock';
+import { DEFAULTS } from '../constants';
+import { IdempotencyError } from '../errors';
+import type { Serializer } from '../serialization';
+import { superjsonSerializer } from '../serialization';
+import type { IdempotencyStore } from '../store';
+import type { IdempotencyEvent } from './events';
+
+export interface GetKeyOptions<TContext> {
+  ctx: TContext;
+  /** The input after transformer deserialization, before validation. */
+  rawInput: unknown;
+  path: string;
+  /** Position of the call in an HTTP batch; 0 otherwise. */
+  batchIndex: number;
+}
+
+/** Options that can be set once in `createIdempotency` and overridden per procedure in `idempotent()`. */
+export interface IdempotentOptions<TContext = any> {
+  /**
+   * Reads the key yourself; when set it is the only source. Return `undefined` for "no key".
+   * @default undefined (input field `inputKey`, then the request headers)
+   */
+  getKey?: ((opts: GetKeyOptions<TContext>) => unknown) | undefined;
+  /**
+   * Name of an input field that carries the key (e.g. `'idempotencyKey'`), for callers without headers.
+   * @default false
+   */
+  inputKey?: string | false;
+  /**
+   * Reject mutations that come without a key (BAD_REQUEST) instead of running them unguarded.
+   * @default false
+   */
+  required?: boolean;
+  /**
+   * Whose key this is: e.g. the user or tenant id. Keys of different scopes never meet, so one user's key can
+   * never replay another user's result. Return `undefined` for the global scope.
+   * @default undefined (one global scope)
+   */
+  scope?: ((opts: { ctx: TContext; path: string }) => string | number | null | undefined) | undefined;
+  /**
+   * How a retry proves it is the same request: `true` hashes the raw input (key order does not matter,
+   * superjson types do), a function returns your own fingerprint, `false` turns the check off.
+   * @default true
+   */
+  fingerprint?: boolean | ((rawInput: unknown) => string);
+  /**
+   * A duplicate that arrives while the first call runs: `'reject'` answers CONFLICT with a retry hint,
+   * `'wait'` waits up to `waitTimeoutMs` for the first call's result (CONFLICT on timeout).
+   * @default 'reject'
+   */
+  onInProgress?: 'reject' | 'wait';
+  /**
+   * How long a duplicate waits with `onInProgress: 'wait'`.
+   * @default 10000
+   */
+  waitTimeoutMs?: number;
+  /**
+   * How long a result is kept and replayed.
+   * @default 86400000 (24 h)
+   */
+  ttlMs?: number;
+  /**
+   * How long a claim lives without renewal. The middleware renews it every `lockTtlMs / 3` while the procedure
+   * runs, so this bounds how long a crashed process blocks the key.
+   * @default 30000
+   */
+  lockTtlMs?: number;
+  /**
+   * Largest serialized result kept. A larger one completes the key with a marker: retries get CONFLICT
+   * ("result not stored") instead of a second execution, and a `not_stored` event reports it.
+   * @default 1048576 (1 MiB)
+   */
+  maxResultBytes?: number;
+  /**
+   * Which procedure errors are final and replayed to retries; the others release the key so a retry runs again.
+   * @default defaultShouldStoreError (final client errors such as BAD_REQUEST, NOT_FOUND, FORBIDDEN, PAYMENT_REQUIRED)
+   */
+  shouldStoreError?: (error: TRPCError) => boolean;
+  /**
+   * When the store cannot be reached to claim: `'fail-closed'` answers SERVICE_UNAVAILABLE and does not run
+   * the procedure; `'fail-open'` runs it unguarded (and reports a `store_error` event).
+   * @default 'fail-closed'
+   */
+  onStoreError?: 'fail-closed' | 'fail-open';
+}
+
+/** Options of `createIdempotency`. */
+export interface IdempotencyOptions<TContext = any> extends IdempotentOptions<TContext> {
+  /**
+   * Where claims and results live. Use `createRedisStore` from `trpc-idempotency/redis` with several processes.
+   * @default createMemoryStore() (one per createIdempotency call)
+   */
+  store?: IdempotencyStore;
+  /**
+   * Request header carrying the key (case-insensitive). Batches use the same name plus `s` (JSON array).
+   * @default 'idempotency-key'
+   */
+  headerName?: string;
+  /**
+   * Turns results into stored text and back.
+   * @default superjsonSerializer
+   */
+  serializer?: Serializer;
+  /**
+   * Called for every decision, with durations; errors it throws are ignored.
+   * @default undefined
+   */
+  onEvent?: ((event: IdempotencyEvent) => void) | undefined;
+  /**
+   * Time source for leases, retries and waits.
+   * @default systemClock
+   */
+  clock?: Clock;
+}
+
+/** TRPCError codes that are the final answer to a request: the same request would fail the same way again. */
+const FINAL_CODES: ReadonlySet<TRPCError['code']> = new Set<TRPCError['code']>([
+  'PARSE_ERROR',
+  'BAD_REQUEST',
+  'PAYMENT_REQUIRED',
+  'FORBIDDEN',
+  'NOT_FOUND',
+  'METHOD_NOT_SUPPORTED',
+  'CONFLICT',
+  'PRECONDITION_FAILED',
+  'PAYLOAD_TOO_LARGE',
+  'UNSUPPORTED_MEDIA_TYPE',
+  'UNPROCESSABLE_CONTENT',
+  'PRECONDITION_REQUIRED',
+]);
+
+/**
+ * Stores final client errors; releases transient ones (TOO_MANY_REQUESTS, TIMEOUT, CLIENT_CLOSED_REQUEST),
+ * UNAUTHORIZED (credentials can be fixed and the request retried), server errors and non-TRPC exceptions.
+ */
+export const defaultShouldStoreError = (error: TRPCError): boolean => FINAL_CODES.has(error.code);
+
+export type ResolvedProcedureOptions = Required<
+  Omit<IdempotentOptions, 'getKey' | 'scope'>
+> & Pick<IdempotentOptions, 'getKey' | 'scope'>;
+
+export type ResolvedGlobalOptions = ResolvedProcedureOptions & {
+  store: IdempotencyStore | undefined;
+  headerName: string;
+  serializer: Serializer;
+  onEvent: ((event: IdempotencyEvent) => void) | undefined;
+  clock: Clock;
+};
+
+const invalid = (where: string, name: string, rule: string): IdempotencyError =>
+  new IdempotencyError('INVALID_OPTION', `${where}: option "${name}" ${rule}`);
+
+const describe = (value: unknown): string => (typeof value === 'function' ? 'a function' : JSON.stringify(value) ?? String(value));
+
+const checks: { [K in keyof IdempotencyOptions]-?: [rule: string, ok: (v: unknown) => boolean] } = {
+  getKey: ['must be a function', (v) => typeof v === 'function'],
+  inputKey: ['must be a non-empty string or false', (v) => v === false || (typeof v === 'string' && v.length > 0)],
+  required: ['must be a boolean', (v) => typeof v === 'boolean'],
+  scope: ['must be a function', (v) => typeof v === 'function'],
+  fingerprint: ['must be a boolean or a function', (v) => typeof v === 'boolean' || typeof v === 'function'],
+  onInProgress: ["must be 'reject' or 'wait'", (v) => v === 'reject' || v === 'wait'],
+  waitTimeoutMs: ['must be a positive integer (ms)', isPositiveInteger],
+  ttlMs: ['must be a positive integer (ms)', isPositiveInteger],
+  lockTtlMs: ['must be an integer of at least 3 (ms)', (v) => isPositiveInteger(v) && (v as number) >= 3],
+  maxResultBytes: ['must be a positive integer (bytes)', isPositiveInteger],
+  shouldStoreError: ['must be a function', (v) => typeof v === 'function'],
+  onStoreError: ["must be 'fail-closed' or 'fail-open'", (v) => v === 'fail-closed' || v === 'fail-open'],
+  store: ['must implement claim, renew, complete, release and wait', isStore],
+  headerName: ['must be a valid HTTP header name', (v) => typeof v === 'string' && /^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(v)],
+  serializer: ['must have serialize and deserialize functions', isSerializer],
+  onEvent: ['must be a function', (v) => typeof v === 'function'],
+  clock: ['must have now, setTimeout and clearTimeout', (v) => hasFunctions(v, ['now', 'setTimeout', 'clearTimeout'])],
+};
+
+function isPositiveInteger(v: unknown): boolean {
+  return Number.isSafeInteger(v) && (v as number) > 0;
+}
+function hasFunctions(v: unknown, names: string[]): boolean {
+  return typeof v === 'object' && v !== null && names.every((n) => typeof (v as Record<string, unknown>)[n] === 'function');
+}
+function isStore(v: unknown): boolean {
+  return hasFunctions(v, ['claim', 'renew', 'complete', 'release', 'wait']);
+}
+function isSerializer(v: unknown): boolean {
+  return hasFunctions(v, ['serialize', 'deserialize']);
+}
+
+const validate = (where: string, options: object, allowed: readonly string[]): void => {
+  for (const [name, value] of Object.entries(options)) {
+    if (value === undefined) continue;
+    const check = checks[name as keyof IdempotencyOptions];
+    if (!check || !allowed.includes(name)) throw invalid(where, name, 'is not an option here');
+    if (!check[1](value)) throw invalid(where, name, `${check[0]}, got ${describe(value)}`);
+  }
+};
+
+const PROCEDURE_KEYS = [
+  'getKey', 'inputKey', 'required', 'scope', 'fingerprint', 'onInProgress', 'waitTimeoutMs', 'ttlMs',
+  'lockTtlMs', 'maxResultBytes', 'shouldStoreError', 'onStoreError',
+] as const;
+const GLOBAL_KEYS = [...PROCEDURE_KEYS, 'store', 'headerName', 'serializer', 'onEvent', 'clock'] as const;
+
+const defined = <T extends object>(options: T): Partial<T> =>
+  Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
+
+/** Merges defaults and validates once, when `createIdempotency` is called. */
+export const resolveGlobalOptions = (options: IdempotencyOptions): ResolvedGlobalOptions => {
+  validate('createIdempotency', options, GLOBAL_KEYS);
+  const given = defined(options);
+  return {
+    getKey: given.getKey,
+    scope: given.scope,
+    inputKey: given.inputKey ?? DEFAULTS.inputKey,
+    required: given.required ?? DEFAULTS.required,
+    fingerprint: given.fingerprint ?? true,
+    onInProgress: given.onInProgress ?? DEFAULTS.onInProgress,
+    waitTimeoutMs: given.waitTimeoutMs ?? DEFAULTS.waitTimeoutMs,
+    ttlMs: given.ttlMs ?? DEFAULTS.ttlMs,
+    lockTtlMs: given.lockTtlMs ?? DEFAULTS.lockTtlMs,
+    maxResultBytes: given.maxResultBytes ?? DEFAULTS.maxResultBytes,
+    shouldStoreError: given.shouldStoreError ?? defaultShouldStoreError,
+    onStoreError: given.onStoreError ?? DEFAULTS.onStoreError,
+    store: given.store,
+    headerName: (given.headerName ?? DEFAULTS.headerName).toLowerCase(),
+    serializer: given.serializer ?? superjsonSerializer,
+    onEvent: given.onEvent,
+    clock: given.clock ?? systemClock,
+  };
+};
+
+/** Applies one procedure's overrides on top of the instance's options, when `idempotent()` is called. */
+export const resolveProcedureOptions = (
+  base: ResolvedGlobalOptions,
+  overrides: IdempotentOptions,
+): ResolvedGlobalOptions => {
+  validate('idempotent', overrides, PROCEDURE_KEYS);
+  return { ...base, ...defined(overrides) };
+};
