@@ -1,0 +1,162 @@
+import type { Operation, OperationContext, TRPCLink } from '@trpc/client';
+import { TRPCClientError } from '@trpc/client';
+import type { AnyRouter } from '@trpc/server';
+import { observable } from '@trpc/server/observable';
+import { MAX_KEY_LENGTH } from '../wire';
+import { generateUuidV4 } from './generateKey';
+import { wasKeySent } from './headers';
+import { readKeyStatus } from './responseStatus';
+import type { IdempotencyWarning } from './types';
+import { createWarnOnce } from './warnings';
+
+/** What `onReplay` gets: one call whose outcome the server replayed from its store. */
+export interface IdempotencyReplayEvent {
+  key: string;
+  op: Operation;
+  /** The replayed error when the stored outcome was an error, else `undefined`. */
+  error: TRPCClientError<any> | undefined;
+}
+
+export interface IdempotencyLinkOptions {
+  /**
+   * Makes the key of a mutation the caller gave none (`context.idempotencyKey`). Called once per operation; the
+   * key must be 1 to 255 characters of visible ASCII.
+   * @default a random UUID v4 (`crypto.randomUUID`, else built from `crypto.getRandomValues`)
+   */
+  generateKey?: (op: Operation) => string;
+  /**
+   * Which mutations get a key. Queries and subscriptions never do. Exclude mutations the server does not make
+   * idempotent, or they trigger the `key_not_seen` warning.
+   * @default every mutation
+   */
+  enabled?: (op: Operation) => boolean;
+  /**
+   * Called for each call the server answered with a stored outcome (success or error), once the call settles.
+   * @default no callback
+   */
+  onReplay?: (event: IdempotencyReplayEvent) => void;
+  /**
+   * Receives misconfiguration warnings, each code at most once per client.
+   * @default `console.warn`
+   */
+  onWarning?: (warning: IdempotencyWarning) => void;
+}
+
+const VISIBLE_ASCII = /^[\x21-\x7e]+$/;
+
+/**
+ * Gives every mutation one idempotency key, kept for all its retries, and reports replays per call through
+ * `context.idempotency` and `onReplay`. Place it before `retryLink`; send keys with `headers: idempotencyHeaders`.
+ *
+ * The caller's context object is not modified: the link passes on a copy with `idempotencyKey` set (only the
+ * `context.idempotency` info object is written to).
+ *
+ * @example
+ * links: [idempotencyLink(), retryLink(idempotentRetry()), httpBatchLink({ url, headers: idempotencyHeaders })]
+ */
+export const idempotencyLink = <TRouter extends AnyRouter = AnyRouter>(
+  options: IdempotencyLinkOptions = {},
+): TRPCLink<TRouter> => {
+  // config time: options resolved once
+  const generateKey = assertFunction(options, 'generateKey') ?? generateUuidV4;
+  const enabled = assertFunction(options, 'enabled') ?? (() => true);
+  const onReplay = assertFunction(options, 'onReplay');
+  assertFunction(options, 'onWarning');
+  return () => {
+    // app time: once per client
+    const warn = createWarnOnce(options.onWarning);
+    const keyedOps = new WeakMap<Operation, Operation>();
+    return ({ op, next }) => {
+      // request time: once per operation
+      if (op.type !== 'mutation' || !enabled(op)) return next(op);
+      return observable((observer) => {
+        let keyed = keyedOps.get(op);
+        if (keyed) {
+          warn({ code: 'behind_retry', path: op.path, message: BEHIND_RETRY });
+        } else {
+          try {
+            keyed = withKey(op, op.context.idempotencyKey ?? generateKey(op));
+          } catch (cause) {
+            observer.error(TRPCClientError.from(cause instanceof Error ? cause : new Error(String(cause))));
+            return;
+          }
+          keyedOps.set(op, keyed);
+        }
+        const { context } = keyed;
+        const key = context.idempotencyKey as string;
+        const info = context.idempotency;
+        if (info) Object.assign(info, { key, replayed: null, status: null });
+
+        const settle = (meta: unknown, error?: TRPCClientError<any>): void => {
+          const found = readKeyStatus(meta, key);
+          const status = found.kind === 'reported' ? found.status : null;
+          const replayed = status !== null ? status === 'replayed' : found.kind === 'not_seen' ? false : null;
+          if (info) Object.assign(info, { replayed, status });
+          if (found.kind === 'no_response' || found.kind === 'deferred') return;
+          if (!wasKeySent(context)) {
+            warn({ code: 'headers_missing', path: op.path, message: HEADERS_MISSING });
+          } else if (!error && found.kind === 'absent') {
+            warn({ code: 'status_missing', path: op.path, message: STATUS_MISSING });
+          } else if (!error && found.kind === 'not_seen') {
+            warn({ code: 'key_not_seen', path: op.path, message: keyNotSeen(op.path) });
+          }
+          if (replayed) onReplay?.({ key, op, error });
+        };
+
+        const subscription = next(keyed).subscribe({
+          next(envelope) {
+            settle(envelope.context);
+            observer.next(envelope);
+          },
+          error(error) {
+            settle(error.meta, error);
+            observer.error(error);
+          },
+          complete() {
+            observer.complete();
+          },
+        });
+        return () => subscription.unsubscribe();
+      });
+    };
+  };
+};
+
+// ---- internal helpers ----
+
+const BEHIND_RETRY =
+  'trpc-idempotency: idempotencyLink() saw the same operation twice, so a link before it retries calls. ' +
+  'Put idempotencyLink() before retryLink() in `links` (the key was reused, so this retry stayed safe).';
+const HEADERS_MISSING =
+  'trpc-idempotency: a mutation with an idempotency key was sent without its key header. ' +
+  'Add `headers: idempotencyHeaders` to your httpLink/httpBatchLink/httpBatchStreamLink ' +
+  '(or spread `...idempotencyHeaders(opts)` into your own headers function).';
+const STATUS_MISSING =
+  'trpc-idempotency: the response has no Idempotency-Status header, so replays cannot be detected. ' +
+  'Pass `responseMeta: idempotencyResponseMeta()` to your tRPC HTTP handler; on another origin, also expose the ' +
+  'header with `Access-Control-Expose-Headers: Idempotency-Status, Retry-After`.';
+const keyNotSeen = (path: string): string =>
+  `trpc-idempotency: the server ran mutation "${path}" without looking at its idempotency key, so retries may ` +
+  'run it twice. Add the idempotent() middleware to that procedure, or exclude it with idempotencyLink({ enabled }).';
+
+const withKey = (op: Operation, key: unknown): Operation => {
+  if (typeof key !== 'string' || key.length > MAX_KEY_LENGTH || !VISIBLE_ASCII.test(key)) {
+    throw new Error(
+      `trpc-idempotency: invalid idempotency key for "${op.path}": ${JSON.stringify(key)} ` +
+        `(expected 1 to ${MAX_KEY_LENGTH} characters of visible ASCII)`,
+    );
+  }
+  const context: OperationContext = { ...op.context, idempotencyKey: key };
+  return { ...op, context };
+};
+
+const assertFunction = <TKey extends keyof IdempotencyLinkOptions>(
+  options: IdempotencyLinkOptions,
+  name: TKey,
+): IdempotencyLinkOptions[TKey] => {
+  const value = options[name];
+  if (value !== undefined && typeof value !== 'function') {
+    throw new TypeError(`trpc-idempotency: idempotencyLink option \`${name}\` must be a function`);
+  }
+  return value;
+};

@@ -1,0 +1,171 @@
+import type { Operation, TRPCClientError } from '@trpc/client';
+import type { IdempotencyErrorData } from '../wire';
+import { readKeyStatus, readRetryAfterMs, responseHeaders } from './responseStatus';
+import type { IdempotencyWarning } from './types';
+import { createWarnOnce } from './warnings';
+
+/** What `retryLink` passes to `retry`. */
+export interface IdempotentRetryFnOptions {
+  op: Operation;
+  error: TRPCClientError<any>;
+  /** Attempts made so far, the first one included. */
+  attempts: number;
+}
+
+export interface IdempotentRetryOptions {
+  /**
+   * Attempts in total, the first one included (so `4` means up to three retries). Applies to queries too.
+   * @default 4
+   */
+  maxAttempts?: number;
+  /**
+   * Backoff before retry n is a random delay up to `baseDelayMs * 2 ** (n - 1)` ("full jitter"), capped at
+   * `maxDelayMs`.
+   * @default 200
+   */
+  baseDelayMs?: number;
+  /**
+   * Longest wait before a retry. The server's hint (`data.idempotency.retryAfterMs`, else `Retry-After`) is a lower
+   * bound on the wait, and is capped here too.
+   * @default 10_000
+   */
+  maxDelayMs?: number;
+  /**
+   * Decides whether a failed query is retried (queries carry no key, so the mutation rules do not apply).
+   * Subscriptions are never retried.
+   * @default never retry queries
+   */
+  retryQueries?: (opts: IdempotentRetryFnOptions) => boolean;
+  /**
+   * Receives the `unkeyed_mutation` warning (a failed mutation had no key: idempotencyLink is missing or placed
+   * after retryLink), at most once.
+   * @default `console.warn`
+   */
+  onWarning?: (warning: IdempotencyWarning) => void;
+  /**
+   * Source of randomness for the jitter, in [0, 1).
+   * @default Math.random
+   */
+  random?: () => number;
+}
+
+/** The options `retryLink` takes. */
+export interface IdempotentRetryLinkOptions {
+  retry: (opts: IdempotentRetryFnOptions) => boolean;
+  retryDelayMs: (attempts: number) => number;
+}
+
+/**
+ * Options for tRPC's `retryLink` that retry keyed mutations when a retry is safe and useful: no response (network
+ * error), 5xx (SERVICE_UNAVAILABLE included), or CONFLICT because the key is still in progress. Never on other client
+ * errors (4xx: a payload mismatch, a non-in-progress CONFLICT...), never on a replayed outcome, never for a
+ * mutation without a key, and never for a call the server answered without processing its key. Waits with capped
+ * exponential backoff and full jitter, at least as long as the server asked.
+ *
+ * @example
+ * links: [idempotencyLink(), retryLink(idempotentRetry({ maxAttempts: 4 })), httpBatchLink({ url, headers: idempotencyHeaders })]
+ */
+export const idempotentRetry = (options: IdempotentRetryOptions = {}): IdempotentRetryLinkOptions => {
+  // config time: options resolved once
+  const maxAttempts = resolveNumber(options, 'maxAttempts');
+  const baseDelayMs = resolveNumber(options, 'baseDelayMs');
+  const maxDelayMs = resolveNumber(options, 'maxDelayMs');
+  const random = options.random ?? Math.random;
+  const warn = createWarnOnce(options.onWarning);
+
+  const delayFor = (attempts: number, hintMs: number | undefined): number => {
+    const ceiling = Math.min(maxDelayMs, baseDelayMs * 2 ** Math.max(0, attempts - 1));
+    return Math.round(Math.min(maxDelayMs, Math.max(hintMs ?? 0, random() * ceiling)));
+  };
+
+  /*
+   * retryLink calls `retry({ op, error, attempts })` and, only when it returns true, `retryDelayMs(attempts)`
+   * synchronously right after, in the same error callback (retryLink.ts, `attempt()`). No other operation's
+   * retry can run in between, so `retry` leaves the delay it computed (with the server's hint) here and
+   * `retryDelayMs` takes it.
+   */
+  let pending: { attempts: number; delayMs: number } | undefined;
+
+  const retry = (opts: IdempotentRetryFnOptions): boolean => {
+    pending = undefined;
+    const decision = decide(opts);
+    if (decision.retry) pending = { attempts: opts.attempts, delayMs: delayFor(opts.attempts, decision.hintMs) };
+    return decision.retry;
+  };
+
+  const decide = ({ op, error, attempts }: IdempotentRetryFnOptions): Decision => {
+    if (attempts >= maxAttempts || isAbort(op, error) || op.type === 'subscription') return NO;
+    if (op.type === 'query') return { retry: options.retryQueries?.({ op, error, attempts }) ?? false, hintMs: hintOf(error) };
+    const key = op.context.idempotencyKey;
+    if (typeof key !== 'string') {
+      warn({ code: 'unkeyed_mutation', path: op.path, message: UNKEYED });
+      return NO;
+    }
+    return decideKeyed(error, key);
+  };
+
+  return {
+    retry,
+    retryDelayMs: (attempts) => {
+      const handed = pending;
+      pending = undefined;
+      return handed?.attempts === attempts ? handed.delayMs : delayFor(attempts, undefined);
+    },
+  };
+};
+
+// ---- internal helpers ----
+
+type Decision = { retry: boolean; hintMs?: number | undefined };
+const NO: Decision = { retry: false };
+
+const UNKEYED =
+  'trpc-idempotency: idempotentRetry() did not retry a failed mutation because it has no idempotency key. ' +
+  'Add idempotencyLink() to `links`, before retryLink().';
+
+const decideKeyed = (error: TRPCClientError<any>, key: string): Decision => {
+  const data = error.data as { code?: unknown; httpStatus?: unknown; idempotency?: IdempotencyErrorData } | undefined;
+  const headers = responseHeaders(error.meta);
+  if (headers === undefined && !data) return { retry: true }; // no response: network error
+  const found = readKeyStatus(error.meta, key);
+  const keyStatus = found.kind === 'reported' ? found.status : undefined;
+  const reason = data?.idempotency?.reason;
+  // A stored outcome is final and a mismatch never heals; a key the server never processed means it may not be
+  // protected (the procedure lacks the middleware), so a retry could run it twice.
+  if (keyStatus === 'replayed' || keyStatus === 'mismatch' || reason === 'mismatch') return NO;
+  if (found.kind === 'not_seen' && !reason) return NO;
+  const hintMs = hintOf(error);
+  if (reason === 'in_progress' || keyStatus === 'in_progress') return { retry: true, hintMs };
+  const code = data?.code;
+  if (code === 'CONFLICT') {
+    const unexplained = reason === undefined && keyStatus === undefined;
+    return { retry: unexplained && readRetryAfterMs(error.meta) !== undefined, hintMs };
+  }
+  const httpStatus =
+    typeof data?.httpStatus === 'number' ? data.httpStatus : (error.meta?.response as { status?: number } | undefined)?.status;
+  if (code === 'SERVICE_UNAVAILABLE' || (typeof httpStatus === 'number' && httpStatus >= 500)) return { retry: true, hintMs };
+  return NO;
+};
+
+const hintOf = (error: TRPCClientError<any>): number | undefined => {
+  const fromData = (error.data as { idempotency?: IdempotencyErrorData } | undefined)?.idempotency?.retryAfterMs;
+  return typeof fromData === 'number' && fromData >= 0 ? fromData : readRetryAfterMs(error.meta);
+};
+
+const isAbort = (op: Operation, error: TRPCClientError<any>): boolean =>
+  op.signal?.aborted === true || (error.cause as { name?: unknown } | undefined)?.name === 'AbortError';
+
+const DEFAULTS = { maxAttempts: 4, baseDelayMs: 200, maxDelayMs: 10_000 } as const;
+
+const resolveNumber = (options: IdempotentRetryOptions, name: keyof typeof DEFAULTS): number => {
+  const value = options[name] ?? DEFAULTS[name];
+  const integer = name === 'maxAttempts';
+  const valid =
+    typeof value === 'number' && Number.isFinite(value) && (integer ? Number.isInteger(value) && value >= 1 : value >= 0);
+  if (!valid) {
+    throw new TypeError(
+      `trpc-idempotency: idempotentRetry option \`${name}\` must be ${integer ? 'an integer >= 1' : 'a finite number >= 0'}, got ${String(value)}`,
+    );
+  }
+  return value;
+};

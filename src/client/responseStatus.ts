@@ -1,0 +1,57 @@
+import type { KeyStatus } from '../wire';
+import { REPLAYED_HEADER, RETRY_AFTER_HEADER, STATUS_DEFERRED, STATUS_HEADER } from '../wire';
+
+/** What a response said about one key. */
+export type ResponseKeyStatus =
+  /** No response at all (network error, aborted). */
+  | { kind: 'no_response' }
+  /** A response without `Idempotency-Status` (and without `Idempotent-Replayed: true`). */
+  | { kind: 'absent' }
+  /** `Idempotency-Status: deferred`: the head was written before the calls ran (streaming). */
+  | { kind: 'deferred' }
+  /** `Idempotency-Status` listed other keys but not this one. */
+  | { kind: 'not_seen' }
+  | { kind: 'reported'; status: KeyStatus };
+
+interface HeadersEsque {
+  get(name: string): string | null;
+}
+
+/** @internal The headers of `meta.response` (typed by tRPC as a `ResponseEsque` without headers). */
+export const responseHeaders = (meta: unknown): HeadersEsque | null | undefined => {
+  const response = (meta as { response?: { headers?: Partial<HeadersEsque> } } | undefined)?.response;
+  if (!response) return undefined;
+  const headers = response.headers;
+  return typeof headers?.get === 'function' ? (headers as HeadersEsque) : null;
+};
+
+/** @internal Reads `Idempotency-Status` (or Stripe's `Idempotent-Replayed`) for `key` from a link result's meta. */
+export const readKeyStatus = (meta: unknown, key: string): ResponseKeyStatus => {
+  const headers = responseHeaders(meta);
+  if (headers === undefined) return { kind: 'no_response' };
+  const raw = headers?.get(STATUS_HEADER)?.trim();
+  if (!raw) {
+    return headers?.get(REPLAYED_HEADER)?.trim().toLowerCase() === 'true'
+      ? { kind: 'reported', status: 'replayed' }
+      : { kind: 'absent' };
+  }
+  if (raw === STATUS_DEFERRED) return { kind: 'deferred' };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return { kind: 'absent' };
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { kind: 'absent' };
+  const status = (parsed as Record<string, unknown>)[key];
+  return typeof status === 'string' ? { kind: 'reported', status: status as KeyStatus } : { kind: 'not_seen' };
+};
+
+/** @internal `Retry-After` in milliseconds (delta-seconds or an HTTP date), or `undefined`. */
+export const readRetryAfterMs = (meta: unknown, now: number = Date.now()): number | undefined => {
+  const raw = responseHeaders(meta)?.get(RETRY_AFTER_HEADER)?.trim();
+  if (!raw) return undefined;
+  if (/^\d+(\.\d+)?$/.test(raw)) return Math.round(Number(raw) * 1000);
+  const date = Date.parse(raw);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+};

@@ -1,0 +1,52 @@
+import type { KeyStatus } from '../wire';
+
+/**
+ * What the client learned about one call. Pass an empty object as `context.idempotency` and `idempotencyLink`
+ * fills it in: `key` before the request is sent, `replayed` and `status` when the call settles.
+ *
+ * @example
+ * const info: IdempotencyCallInfo = {};
+ * await client.order.create.mutate(input, { context: { idempotency: info } });
+ * info.replayed; // true when the server replayed a stored result (or a stored error)
+ */
+export interface IdempotencyCallInfo {
+  /** The key sent with the call (generated, or the caller's `context.idempotencyKey`). */
+  key?: string;
+  /**
+   * `true`: the server replayed a stored outcome; `false`: it did not (it ran the procedure, or refused the key);
+   * `null`: unknown (no response, or the status was `deferred` because the response was streamed).
+   */
+  replayed?: boolean | null;
+  /** What the server reported for this key in `Idempotency-Status`, or `null` when it reported nothing usable. */
+  status?: KeyStatus | null;
+}
+
+/** Codes of the misconfiguration warnings. Each is reported once per link (or retry helper). */
+export type IdempotencyWarningCode =
+  /** A keyed mutation's request went out without `headers: idempotencyHeaders` on the HTTP link. */
+  | 'headers_missing'
+  /** The response had no `Idempotency-Status` header: the server lacks `idempotencyResponseMeta()` (or CORS hides it). */
+  | 'status_missing'
+  /** `Idempotency-Status` did not mention the call's key: the procedure lacks the `idempotent()` middleware. */
+  | 'key_not_seen'
+  /** The link saw the same operation twice: it sits after `retryLink` (or another retrying link). */
+  | 'behind_retry'
+  /** `idempotentRetry` refused to retry a failed mutation because it carries no key. */
+  | 'unkeyed_mutation';
+
+/** A misconfiguration the client noticed, with the fix in `message`. */
+export interface IdempotencyWarning {
+  code: IdempotencyWarningCode;
+  message: string;
+  /** The procedure path of the call that revealed it. */
+  path: string;
+}
+
+declare module '@trpc/client' {
+  interface OperationContext {
+    /** Use this idempotency key for the call instead of a generated one (`idempotencyLink`). */
+    idempotencyKey?: string;
+    /** An object `idempotencyLink` fills with the call's key and whether the server replayed it. */
+    idempotency?: IdempotencyCallInfo;
+  }
+}
