@@ -14,6 +14,13 @@ export const DEFAULTS = {
   lockTtlMs: 30_000,
   maxResultBytes: 1024 * 1024,
   onStoreError: 'fail-closed' as 'fail-closed' | 'fail-open',
+  /** Hash the raw input and answer UNPROCESSABLE_CONTENT when a key comes back with another input. */
+  fingerprint: true as boolean,
+  /**
+   * Longest retry hint given to an in-progress duplicate. The lease says when a crashed owner's key frees up,
+   * but a live owner usually finishes much sooner: clients should come back soon, not after the whole lease.
+   */
+  maxRetryAfterMs: 1_000,
   /** Attempts to store a result before giving up and reporting it. */
   completeAttempts: 3,
   completeRetryDelayMs: 50,

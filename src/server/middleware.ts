@@ -159,11 +159,12 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
             }
             continue;
           }
-          emit({ type: 'conflict', retryAfterMs: outcome.retryAfterMs, waitedMs: now - startedAt, ...base });
-          report('in_progress', outcome.retryAfterMs);
+          const retryAfterMs = Math.min(outcome.retryAfterMs, DEFAULTS.maxRetryAfterMs);
+          emit({ type: 'conflict', retryAfterMs, waitedMs: now - startedAt, ...base });
+          report('in_progress', retryAfterMs);
           throw toTRPCError(
-            new IdempotencyError('IN_PROGRESS', `a request with this idempotency key is still in progress for mutation "${path}"; retry after ${outcome.retryAfterMs} ms`, {
-              retryAfterMs: outcome.retryAfterMs,
+            new IdempotencyError('IN_PROGRESS', `a request with this idempotency key is still in progress for mutation "${path}"; retry after ${retryAfterMs} ms`, {
+              retryAfterMs,
             }),
           );
         }

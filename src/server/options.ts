@@ -215,7 +215,7 @@ export const resolveGlobalOptions = (options: IdempotencyOptions): ResolvedGloba
     scope: given.scope,
     inputKey: given.inputKey ?? DEFAULTS.inputKey,
     required: given.required ?? DEFAULTS.required,
-    fingerprint: given.fingerprint ?? true,
+    fingerprint: given.fingerprint ?? DEFAULTS.fingerprint,
     onInProgress: given.onInProgress ?? DEFAULTS.onInProgress,
     waitTimeoutMs: given.waitTimeoutMs ?? DEFAULTS.waitTimeoutMs,
     ttlMs: given.ttlMs ?? DEFAULTS.ttlMs,
