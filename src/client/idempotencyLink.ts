@@ -146,6 +146,10 @@ const withKey = (op: Operation, key: unknown): Operation => {
         `(expected 1 to ${MAX_KEY_LENGTH} characters of visible ASCII)`,
     );
   }
+  const info: unknown = op.context.idempotency;
+  if (info !== undefined && (typeof info !== 'object' || info === null)) {
+    throw new TypeError(`trpc-idempotency: context.idempotency must be an object the link can fill in (e.g. {}), got ${String(info)}`);
+  }
   const context: OperationContext = { ...op.context, idempotencyKey: key };
   return { ...op, context };
 };
