@@ -1,0 +1,113 @@
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A `redis-server` process owned by one test file (or by the global setup): stop, stall and restart it. */
+export interface RedisServer {
+  host: string;
+  port: number;
+  url: string;
+  /** Stops the process (SIGKILL: no save, no graceful close) and waits for it to exit. */
+  kill(): Promise<void>;
+  /** SIGSTOP: the socket stays open, nothing answers. */
+  pause(): void;
+  /** SIGCONT after `pause`. */
+  resume(): void;
+  /** Starts the process again on the same port (after `kill`), empty. */
+  restart(): Promise<void>;
+  /** Kills the process and removes its directory. */
+  stop(): Promise<void>;
+}
+
+export interface RedisServerOptions {
+  /** Extra `redis-server` arguments, e.g. `['--cluster-enabled', 'yes']`. */
+  args?: string[];
+  /** Also keep `port + 10000` free (the cluster bus port). */
+  clusterBus?: boolean;
+}
+
+/** Whether a `redis-server` binary is on the PATH. */
+export const hasRedisServer = (): boolean => spawnSync('redis-server', ['--version']).status === 0;
+
+/** Spawns `redis-server` on a free port in a temp dir, without persistence, and waits until it answers PING. */
+export const startRedisServer = async (options: RedisServerOptions = {}): Promise<RedisServer> => {
+  const port = await findFreePort(options.clusterBus ?? false);
+  const dir = mkdtempSync(join(tmpdir(), `trpc-idem-redis-${port}-`));
+  const host = '127.0.0.1';
+  let child: ChildProcess | undefined;
+
+  const launch = async (): Promise<void> => {
+    const args = ['--port', String(port), '--bind', host, '--save', '', '--appendonly', 'no', '--dir', dir];
+    child = spawn('redis-server', [...args, '--daemonize', 'no', ...(options.args ?? [])], { stdio: 'ignore' });
+    await waitForPing(host, port, child);
+  };
+  const kill = async (): Promise<void> => {
+    const running = child;
+    child = undefined;
+    if (!running || running.exitCode !== null || running.signalCode !== null) return;
+    const exited = new Promise((resolve) => running.once('exit', resolve));
+    running.kill('SIGCONT');
+    running.kill('SIGKILL');
+    await exited;
+  };
+
+  await launch();
+  return {
+    host,
+    port,
+    url: `redis://${host}:${port}`,
+    kill,
+    pause: () => void child?.kill('SIGSTOP'),
+    resume: () => void child?.kill('SIGCONT'),
+    restart: launch,
+    stop: async () => {
+      await kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+};
+
+/** A free TCP port on 127.0.0.1 (and `port + 10000` too when a cluster bus needs it). */
+export const findFreePort = async (clusterBus: boolean): Promise<number> => {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    if (port === 6379) continue;
+    if ((await isFree(port)) && (!clusterBus || (await isFree(port + 10_000)))) return port;
+  }
+  throw new Error('no free port found for redis-server');
+};
+
+// ---- internal helpers ----
+
+const isFree = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+
+const ping = (host: string, port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const socket = createConnection({ host, port });
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('data', (data) => done(data.toString().startsWith('+PONG')));
+  });
+
+const waitForPing = async (host: string, port: number, child: ChildProcess): Promise<void> => {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`redis-server on port ${port} exited with code ${child.exitCode}`);
+    if (await ping(host, port)) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`redis-server on port ${port} did not answer PING within 10 s`);
+};
