@@ -1,0 +1,66 @@
+import type { IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { initTRPC } from '@trpc/server';
+import { createHTTPServer } from '@trpc/server/adapters/standalone';
+import superjson from 'superjson';
+import { z } from 'zod';
+import type { IdempotencyEvent, IdempotencyStore, IdempotentMiddleware } from '../../src/index';
+import { createIdempotency, idempotencyErrorData, idempotencyResponseMeta } from '../../src/index';
+
+interface Context {
+  req: IncomingMessage;
+}
+
+export interface ShopStats {
+  /** Procedure executions per idempotency key. */
+  executionsByKey: Map<string, number>;
+  executions: number;
+  replays: number;
+  conflicts: number;
+}
+
+const t = initTRPC.context<Context>().create({
+  transformer: superjson,
+  errorFormatter: ({ shape, error }) => ({ ...shape, data: { ...shape.data, idempotency: idempotencyErrorData(error) } }),
+});
+
+const createShopRouter = (idempotent: () => IdempotentMiddleware, stats: ShopStats) => {
+  let nextOrder = 1;
+  return t.router({
+    placeOrder: t.procedure
+      .input(z.object({ customer: z.string(), cents: z.number().int().positive() }))
+      .use(idempotent())
+      .mutation(async ({ input, ctx }) => {
+        const key = ctx.idempotency?.key ?? '(none)';
+        stats.executions++;
+        stats.executionsByKey.set(key, (stats.executionsByKey.get(key) ?? 0) + 1);
+        await new Promise((resolve) => setTimeout(resolve, 2 + Math.random() * 8)); // the card network
+        return { orderId: nextOrder++, customer: input.customer, cents: BigInt(input.cents), placedAt: new Date() };
+      }),
+  });
+};
+
+export type ShopRouter = ReturnType<typeof createShopRouter>;
+
+/** The demo's server: one idempotent mutation that "charges a card" and creates an order. */
+export const startShop = async (store: IdempotencyStore, onInProgress: 'wait' | 'reject') => {
+  const stats: ShopStats = { executionsByKey: new Map(), executions: 0, replays: 0, conflicts: 0 };
+  const onEvent = (event: IdempotencyEvent): void => {
+    if (event.type === 'replayed') stats.replays++;
+    if (event.type === 'conflict') stats.conflicts++;
+  };
+  const { idempotent } = createIdempotency<Context>({ store, onInProgress, onEvent, waitTimeoutMs: 5_000 });
+  const router = createShopRouter(() => idempotent(), stats);
+  const server = createHTTPServer({ router, createContext: ({ req }) => ({ req }), responseMeta: idempotencyResponseMeta() });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stats,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+};
