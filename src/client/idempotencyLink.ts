@@ -132,9 +132,11 @@ const HEADERS_MISSING =
   'Add `headers: idempotencyHeaders` to your httpLink/httpBatchLink/httpBatchStreamLink ' +
   '(or spread `...idempotencyHeaders(opts)` into your own headers function).';
 const STATUS_MISSING =
-  'trpc-idempotency: the response has no Idempotency-Status header, so replays cannot be detected. ' +
-  'Pass `responseMeta: idempotencyResponseMeta()` to your tRPC HTTP handler; on another origin, also expose the ' +
-  'header with `Access-Control-Expose-Headers: Idempotency-Status, Retry-After`.';
+  'trpc-idempotency: a keyed mutation succeeded but the response has no Idempotency-Status header, so replays ' +
+  'cannot be detected and retries are not known to be safe. Either the server lacks ' +
+  '`responseMeta: idempotencyResponseMeta()` on its tRPC HTTP handler, or the procedure lacks the idempotent() ' +
+  'middleware (exclude such mutations with idempotencyLink({ enabled })). On another origin, also expose the ' +
+  'headers: `Access-Control-Expose-Headers: Idempotency-Status, Retry-After`.';
 const keyNotSeen = (path: string): string =>
   `trpc-idempotency: the server ran mutation "${path}" without looking at its idempotency key, so retries may ` +
   'run it twice. Add the idempotent() middleware to that procedure, or exclude it with idempotencyLink({ enabled }).';
