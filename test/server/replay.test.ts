@@ -15,7 +15,10 @@ const setup = (options: IdempotencyOptions<TestContext> = {}, perProcedure: Para
   let runs = 0;
   let output: () => unknown = () => null;
   const router = t.router({
-    echo: t.procedure.use(idempotent(perProcedure)).mutation(({ getRawInput }) => getRawInput().then((input) => ({ input, run: ++runs }))),
+    echo: t.procedure
+      .use(idempotent(perProcedure))
+      .input((raw: unknown) => raw)
+      .mutation(({ input }) => ({ input, run: ++runs })),
     make: t.procedure.use(idempotent(perProcedure)).mutation(() => {
       runs++;
       return output();
