@@ -226,7 +226,15 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         onRenewError: (error) => emit({ type: 'store_error', operation: 'renew', error, failedOpen: false, ...base }),
       });
       const runStartedAt = clock.now();
-      const result = await opts.next({ ctx: { idempotency: { key: key as string, keyHash, fence, takeover, signal: lease.signal } } });
+      let result: Awaited<ReturnType<typeof opts.next>>;
+      try {
+        result = await opts.next({ ctx: { idempotency: { key: key as string, keyHash, fence, takeover, signal: lease.signal } } });
+      } catch (error) {
+        // tRPC turns procedure errors into results; only a broken inner middleware gets here. Nothing was stored.
+        lease.stop();
+        await settle('release', () => storeRelease(), base);
+        throw error;
+      }
       lease.stop();
       const durationMs = clock.now() - runStartedAt;
       report('executed');
@@ -235,7 +243,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
       let outcome: 'ok' | 'error';
       if (result.ok) {
         outcome = 'ok';
-        text = encodeResult(result.data);
+        text = encodeResult(result.data as unknown);
       } else {
         let store = false;
         try {
@@ -252,7 +260,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         text = encodeError(serializer, result.error.code, result.error.message);
       }
       if ((await settle('complete', () => storeComplete(text), base)) === 'ok') {
-        emit({ type: 'completed', outcome, bytes: text.length, durationMs, ...base });
+        emit({ type: 'completed', outcome, bytes: Buffer.byteLength(text), durationMs, ...base });
       }
       return result;
     }
