@@ -12,8 +12,8 @@ interface Context {
 }
 
 export interface ShopStats {
-  /** Procedure executions per idempotency key. */
-  executionsByKey: Map<string, number>;
+  /** Procedure executions per order (each order the demo places is a distinct customer and amount). */
+  executionsByOrder: Map<string, number>;
   executions: number;
   replays: number;
   conflicts: number;
@@ -30,10 +30,10 @@ const createShopRouter = (idempotent: () => IdempotentMiddleware, stats: ShopSta
     placeOrder: t.procedure
       .input(z.object({ customer: z.string(), cents: z.number().int().positive() }))
       .use(idempotent())
-      .mutation(async ({ input, ctx }) => {
-        const key = ctx.idempotency?.key ?? '(none)';
+      .mutation(async ({ input }) => {
+        const order = `${input.customer}:${input.cents}`;
         stats.executions++;
-        stats.executionsByKey.set(key, (stats.executionsByKey.get(key) ?? 0) + 1);
+        stats.executionsByOrder.set(order, (stats.executionsByOrder.get(order) ?? 0) + 1);
         await new Promise((resolve) => setTimeout(resolve, 2 + Math.random() * 8)); // the card network
         return { orderId: nextOrder++, customer: input.customer, cents: BigInt(input.cents), placedAt: new Date() };
       }),
@@ -42,15 +42,21 @@ const createShopRouter = (idempotent: () => IdempotentMiddleware, stats: ShopSta
 
 export type ShopRouter = ReturnType<typeof createShopRouter>;
 
-/** The demo's server: one idempotent mutation that "charges a card" and creates an order. */
-export const startShop = async (store: IdempotencyStore, onInProgress: 'wait' | 'reject') => {
-  const stats: ShopStats = { executionsByKey: new Map(), executions: 0, replays: 0, conflicts: 0 };
+/** What `--without-idempotency` puts in the middleware's place: nothing. */
+const unguarded: IdempotentMiddleware = (opts) => opts.next({ ctx: { idempotency: null } });
+
+/**
+ * The demo's server: one idempotent mutation that "charges a card" and creates an order. `guarded: false`
+ * drops the middleware, to show what the same traffic does without it.
+ */
+export const startShop = async (store: IdempotencyStore, { onInProgress, guarded }: { onInProgress: 'wait' | 'reject'; guarded: boolean }) => {
+  const stats: ShopStats = { executionsByOrder: new Map(), executions: 0, replays: 0, conflicts: 0 };
   const onEvent = (event: IdempotencyEvent): void => {
     if (event.type === 'replayed') stats.replays++;
     if (event.type === 'conflict') stats.conflicts++;
   };
   const { idempotent } = createIdempotency<Context>({ store, onInProgress, onEvent, waitTimeoutMs: 5_000 });
-  const router = createShopRouter(() => idempotent(), stats);
+  const router = createShopRouter(() => (guarded ? idempotent() : unguarded), stats);
   const server = createHTTPServer({ router, createContext: ({ req }) => ({ req }), responseMeta: idempotencyResponseMeta() });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
