@@ -32,11 +32,13 @@ export interface IdempotencyLinkOptions {
   enabled?: (op: Operation) => boolean;
   /**
    * Called for each call the server answered with a stored outcome (success or error), once the call settles.
+   * What it throws is logged with `console.error` and does not change the call's outcome.
    * @default no callback
    */
   onReplay?: (event: IdempotencyReplayEvent) => void;
   /**
-   * Receives misconfiguration warnings, each code at most once per client.
+   * Receives misconfiguration warnings, each code at most once per client. Throw from it to make them fatal
+   * (e.g. in tests): the call that revealed the warning then fails with what you threw.
    * @default `console.warn`
    */
   onWarning?: (warning: IdempotencyWarning) => void;
@@ -71,49 +73,65 @@ export const idempotencyLink = <TRouter extends AnyRouter = AnyRouter>(
       if (op.type !== 'mutation' || !enabled(op)) return next(op);
       return observable((observer) => {
         let keyed = keyedOps.get(op);
-        if (keyed) {
-          warn({ code: 'behind_retry', path: op.path, message: BEHIND_RETRY });
-        } else {
-          try {
+        try {
+          if (keyed) {
+            warn({ code: 'behind_retry', path: op.path, message: BEHIND_RETRY });
+          } else {
             keyed = withKey(op, op.context.idempotencyKey ?? generateKey(op));
-          } catch (cause) {
-            observer.error(TRPCClientError.from(cause instanceof Error ? cause : new Error(String(cause))));
-            return;
+            keyedOps.set(op, keyed);
           }
-          keyedOps.set(op, keyed);
+        } catch (cause) {
+          observer.error(toClientError(cause));
+          return;
         }
         const { context } = keyed;
         const key = context.idempotencyKey as string;
         const info = context.idempotency;
         if (info) Object.assign(info, { key, replayed: null, status: null });
 
-        const settle = (meta: unknown, error?: TRPCClientError<any>): void => {
+        /** Records what the server did with the key; returns what `onWarning` threw, if it threw. */
+        const settle = (meta: unknown, error?: TRPCClientError<any>): unknown => {
           const found = readKeyStatus(meta, key);
           const status = found.kind === 'reported' ? found.status : null;
           const replayed = status !== null ? status === 'replayed' : found.kind === 'not_seen' ? false : null;
           if (info) Object.assign(info, { replayed, status });
-          if (found.kind === 'no_response' || found.kind === 'deferred') return;
-          if (!wasKeySent(context)) {
-            warn({ code: 'headers_missing', path: op.path, message: HEADERS_MISSING });
-          } else if (!error && found.kind === 'absent') {
-            warn({ code: 'status_missing', path: op.path, message: STATUS_MISSING });
-          } else if (!error && found.kind === 'not_seen') {
-            warn({ code: 'key_not_seen', path: op.path, message: keyNotSeen(op.path) });
+          if (replayed && onReplay) {
+            try {
+              onReplay({ key, op, error });
+            } catch (thrown) {
+              console.error('trpc-idempotency: onReplay threw; the call is not affected', thrown);
+            }
           }
-          if (replayed) onReplay?.({ key, op, error });
+          if (found.kind === 'no_response' || found.kind === 'deferred') return undefined;
+          try {
+            if (!wasKeySent(context)) {
+              warn({ code: 'headers_missing', path: op.path, message: HEADERS_MISSING });
+            } else if (!error && found.kind === 'absent') {
+              warn({ code: 'status_missing', path: op.path, message: STATUS_MISSING });
+            } else if (!error && found.kind === 'not_seen') {
+              warn({ code: 'key_not_seen', path: op.path, message: keyNotSeen(op.path) });
+            }
+          } catch (thrown) {
+            return thrown;
+          }
+          return undefined;
         };
 
+        let failed = false;
         const subscription = next(keyed).subscribe({
           next(envelope) {
-            settle(envelope.context);
-            observer.next(envelope);
+            const thrown = settle(envelope.context);
+            if (thrown === undefined) return observer.next(envelope);
+            failed = true;
+            observer.error(toClientError(thrown));
           },
           error(error) {
-            settle(error.meta, error);
-            observer.error(error);
+            if (failed) return;
+            const thrown = settle(error.meta, error);
+            observer.error(thrown === undefined ? error : toClientError(thrown));
           },
           complete() {
-            observer.complete();
+            if (!failed) observer.complete();
           },
         });
         return () => subscription.unsubscribe();
@@ -140,6 +158,9 @@ const STATUS_MISSING =
 const keyNotSeen = (path: string): string =>
   `trpc-idempotency: the server ran mutation "${path}" without looking at its idempotency key, so retries may ` +
   'run it twice. Add the idempotent() middleware to that procedure, or exclude it with idempotencyLink({ enabled }).';
+
+const toClientError = (cause: unknown): TRPCClientError<any> =>
+  TRPCClientError.from(cause instanceof Error ? cause : new Error(String(cause)));
 
 const withKey = (op: Operation, key: unknown): Operation => {
   if (typeof key !== 'string' || key.length > MAX_KEY_LENGTH || !VISIBLE_ASCII.test(key)) {

@@ -38,7 +38,7 @@ export interface IdempotentRetryOptions {
   retryQueries?: (opts: IdempotentRetryFnOptions) => boolean;
   /**
    * Receives the `unkeyed_mutation` warning (a failed mutation had no key: idempotencyLink is missing or placed
-   * after retryLink), at most once.
+   * after retryLink), at most once. What it throws is ignored: the call fails with its own error.
    * @default `console.warn`
    */
   onWarning?: (warning: IdempotencyWarning) => void;
@@ -57,7 +57,8 @@ export interface IdempotentRetryLinkOptions {
 
 /**
  * Options for tRPC's `retryLink` that retry keyed mutations when a retry is safe and useful: no response (network
- * error), 5xx (SERVICE_UNAVAILABLE included), or CONFLICT because the key is still in progress. Never on other client
+ * error), 5xx (SERVICE_UNAVAILABLE included) for a key the server reports on (`Idempotency-Status` or
+ * `data.idempotency`), or CONFLICT because the key is still in progress. Never on other client
  * errors (4xx: a payload mismatch, a non-in-progress CONFLICT...), never on a replayed outcome, never for a
  * mutation without a key, and never for a call the server answered without processing its key. Waits with capped
  * exponential backoff and full jitter, at least as long as the server asked.
@@ -98,7 +99,11 @@ export const idempotentRetry = (options: IdempotentRetryOptions = {}): Idempoten
     if (op.type === 'query') return { retry: options.retryQueries?.({ op, error, attempts }) ?? false, hintMs: hintOf(error) };
     const key = op.context.idempotencyKey;
     if (typeof key !== 'string') {
-      warn({ code: 'unkeyed_mutation', path: op.path, message: UNKEYED });
+      try {
+        warn({ code: 'unkeyed_mutation', path: op.path, message: UNKEYED });
+      } catch {
+        // The call fails with its own error anyway; a throwing onWarning must not break retryLink.
+      }
       return NO;
     }
     return decideKeyed(error, key);
@@ -143,8 +148,10 @@ const decideKeyed = (error: TRPCClientError<any>, key: string): Decision => {
   }
   const httpStatus =
     typeof data?.httpStatus === 'number' ? data.httpStatus : (error.meta?.response as { status?: number } | undefined)?.status;
-  if (code === 'SERVICE_UNAVAILABLE' || (typeof httpStatus === 'number' && httpStatus >= 500)) return { retry: true, hintMs };
-  return NO;
+  const serverError = code === 'SERVICE_UNAVAILABLE' || (typeof httpStatus === 'number' && httpStatus >= 500);
+  // Retry a server error only when the server showed that the idempotency layer handled this key (a status for
+  // it, or idempotency error data): a 5xx from a procedure without the middleware may come after its side effects.
+  return { retry: serverError && (keyStatus !== undefined || reason !== undefined), hintMs };
 };
 
 const hintOf = (error: TRPCClientError<any>): number | undefined => {

@@ -14,8 +14,15 @@ describe('idempotentRetry', () => {
     const { retry } = idempotentRetry();
     const error = serverError({ code: 'INTERNAL_SERVER_ERROR', httpStatus: 500, headers: status('k1', 'executed') });
     expect(retry({ op: makeOp(), error, attempts: 1 })).toBe(true);
-    const gateway = serverError({ code: 'BAD_GATEWAY', httpStatus: 502 });
-    expect(retry({ op: makeOp(), error: gateway, attempts: 1 })).toBe(true);
+    const storeDown = serverError({ code: 'SERVICE_UNAVAILABLE', httpStatus: 503, idempotency: { reason: 'store_unavailable' } });
+    expect(retry({ op: makeOp(), error: storeDown, attempts: 1 })).toBe(true);
+  });
+
+  it('does not retry a 5xx response that shows no sign the idempotency layer handled the key', () => {
+    const { retry } = idempotentRetry();
+    // e.g. the procedure lacks idempotent() and the server has no responseMeta: it may have run already
+    const error = serverError({ code: 'INTERNAL_SERVER_ERROR', httpStatus: 500 });
+    expect(retry({ op: makeOp(), error, attempts: 1 })).toBe(false);
   });
 
   it('retries SERVICE_UNAVAILABLE and waits the retryAfterMs the server asked for', () => {

@@ -112,4 +112,38 @@ describe('misconfiguration warnings', () => {
     expect(onWarning.mock.calls[0]?.[0]).toMatchObject({ code: 'behind_retry', path: 'create' });
     expect(onWarning.mock.calls[0]?.[0].message).toMatch(/before retryLink/);
   });
+
+  it('fails the call when onWarning throws (strict mode), and ignores what onReplay throws', async () => {
+    const server = await serve();
+    const error = vi.spyOn(console, 'error').mockImplementation(() => {});
+    const strict = createTRPCClient<AppRouter>({
+      links: [
+        idempotencyLink({
+          onWarning: (warning) => {
+            throw new Error(`misconfigured: ${warning.code}`);
+          },
+        }),
+        httpLink({ url: server.url, transformer: superjson }),
+      ],
+    });
+    await expect(strict.create.mutate({ n: 1 })).rejects.toThrow('misconfigured: headers_missing');
+    expect(server.runs.create).toBe(1);
+
+    const client = createTRPCClient<AppRouter>({
+      links: [
+        idempotencyLink({
+          onReplay: () => {
+            throw new Error('bug in onReplay');
+          },
+        }),
+        httpLink({ url: server.url, headers: idempotencyHeaders, transformer: superjson }),
+      ],
+    });
+    await client.create.mutate({ n: 1 }, { context: { idempotencyKey: 'r' } });
+    const info: IdempotencyCallInfo = {};
+    const replay = await client.create.mutate({ n: 1 }, { context: { idempotencyKey: 'r', idempotency: info } });
+    expect(replay.run).toBe(2);
+    expect(info.replayed).toBe(true);
+    expect(error).toHaveBeenCalledTimes(1);
+  });
 });
