@@ -1,0 +1,46 @@
+/**
+ * Redis store on a single node, behind the standalone adapter. Every process that shares the Redis shares the
+ * keys: a retry that lands on another instance replays the first instance's result.
+ * Run: `REDIS_URL=redis://127.0.0.1:6380 npx tsx examples/redis/server.ts`.
+ */
+import { once } from 'node:events';
+import { createHTTPServer } from '@trpc/server/adapters/standalone';
+import { Redis } from 'ioredis';
+import { idempotencyResponseMeta } from '../../src/index';
+import { createRedisStore } from '../../src/redis/index';
+import { createOrderApp, isMain, urlOf, userIdFrom } from '../shared/orders';
+
+export interface RedisExampleOptions {
+  port?: number;
+  /** @default process.env.REDIS_URL */
+  redisUrl?: string;
+  /** Start of every record key, so several apps can share one Redis. */
+  prefix?: string;
+}
+
+export const start = async ({ port = 3000, redisUrl = process.env.REDIS_URL, prefix = 'shop:idem:' }: RedisExampleOptions = {}) => {
+  if (!redisUrl) throw new Error('Set REDIS_URL, e.g. REDIS_URL=redis://127.0.0.1:6380');
+  // Your connected client; the store sends its commands on it and never closes it.
+  const redis = new Redis(redisUrl);
+  const { router, orders } = createOrderApp({ store: createRedisStore({ redis, prefix }) });
+  const server = createHTTPServer({
+    router,
+    createContext: ({ req }) => ({ req, userId: userIdFrom(req.headers['x-user-id']) }),
+    responseMeta: idempotencyResponseMeta(),
+  });
+  server.listen(port, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: urlOf(server.address()),
+    orders,
+    close: async () => {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await redis.quit();
+    },
+  };
+};
+
+if (isMain(import.meta.url)) {
+  const { url } = await start({ port: Number(process.env.PORT ?? 3000) });
+  console.log(`redis example listening on ${url}`);
+}
