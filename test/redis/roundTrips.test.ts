@@ -1,0 +1,80 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRedisStore } from '../../src/redis';
+import type { RedisStore } from '../../src/redis';
+import { connectRedis, randomPrefix, redisTarget } from '../helpers/redisClients';
+import type { RedisMonitor } from '../helpers/redisMonitor';
+import { startMonitor } from '../helpers/redisMonitor';
+
+// Round trips as Redis counts them (MONITOR), so a regression that adds a command fails here.
+describe('createRedisStore round trips', () => {
+  let redis: Redis;
+  let store: RedisStore;
+  let monitor: RedisMonitor;
+  const claim = (id: string, token: string = randomUUID()) => store.claim({ id, token, fingerprint: 'f', lockTtlMs: 10_000 });
+
+  beforeAll(async () => {
+    redis = connectRedis();
+    store = createRedisStore({ redis, prefix: randomPrefix() });
+    monitor = await startMonitor(redisTarget().url);
+    // ioredis sends each script as EVAL the first time on a connection, then EVALSHA: warm every script up.
+    const warm = randomUUID();
+    await claim(warm, 'w');
+    await store.renew({ id: warm, token: 'w', lockTtlMs: 10_000 });
+    await store.complete({ id: warm, token: 'w', result: 'r', ttlMs: 60_000 });
+    await store.release({ id: warm, token: 'w' });
+  });
+  afterAll(async () => {
+    await store.close();
+    await monitor.stop();
+    await redis.quit();
+  });
+
+  it('costs 2 commands for a fresh call (claim, complete), each one EVALSHA', async () => {
+    const id = randomUUID();
+    const token = randomUUID();
+    const commands = await monitor.record(async () => {
+      expect((await claim(id, token)).status).toBe('acquired');
+      expect(await store.complete({ id, token, result: 'r', ttlMs: 60_000 })).toEqual({ status: 'ok' });
+    });
+    expect(commands.map((c) => c.name)).toEqual(['evalsha', 'evalsha']);
+  });
+
+  it('costs 1 command for a replay and 1 for a concurrent duplicate', async () => {
+    const done = randomUUID();
+    const doneToken = randomUUID();
+    await claim(done, doneToken);
+    await store.complete({ id: done, token: doneToken, result: 'r', ttlMs: 60_000 });
+    const replay = await monitor.record(async () => {
+      expect(await claim(done)).toEqual({ status: 'completed', result: 'r' });
+    });
+    expect(replay.map((c) => c.name)).toEqual(['evalsha']);
+
+    const busy = randomUUID();
+    await claim(busy);
+    const duplicate = await monitor.record(async () => {
+      expect((await claim(busy)).status).toBe('in_progress');
+    });
+    expect(duplicate.map((c) => c.name)).toEqual(['evalsha']);
+  });
+
+  it('costs 1 command per renew and per release', async () => {
+    const id = randomUUID();
+    const token = randomUUID();
+    await claim(id, token);
+    const commands = await monitor.record(async () => {
+      expect(await store.renew({ id, token, lockTtlMs: 10_000 })).toEqual({ status: 'ok' });
+      expect(await store.release({ id, token })).toEqual({ status: 'ok' });
+    });
+    expect(commands.map((c) => c.name)).toEqual(['evalsha', 'evalsha']);
+  });
+
+  it('passes the record key in KEYS with one hash tag per record', async () => {
+    const id = randomUUID();
+    const commands = await monitor.record(() => claim(id));
+    const [evalsha] = commands;
+    expect(evalsha?.args[1]).toBe('1');
+    expect(evalsha?.args[2]).toMatch(new RegExp(`^test-[0-9a-f]{8}:\\{${id}\\}$`));
+  });
+});
