@@ -22,7 +22,7 @@ export const createT = () =>
     errorFormatter: ({ shape, error }) => ({ ...shape, data: { ...shape.data, idempotency: idempotencyErrorData(error) } }),
   });
 
-export interface Deferred<T> {
+export interface Deferred<T = void> {
   promise: Promise<T>;
   resolve: (value: T) => void;
   reject: (error: unknown) => void;

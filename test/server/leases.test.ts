@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { createIdempotency, createMemoryStore, idempotencyErrorData, isIdempotencyError } from '../../src/index';
 import type { IdempotencyExecution, IdempotencyStore } from '../../src/index';
 import { createManualClock } from '../helpers/manualClock';
-import type { TestContext } from './helpers';
+import type { Deferred, TestContext } from './helpers';
 import { createT, deferred, eventLog, spyStore, trpcErrorOf } from './helpers';
 
 const LOCK_TTL = 3_000;
@@ -17,8 +17,8 @@ const setup = (overrides: Partial<IdempotencyStore> = {}) => {
   const log = eventLog();
   const { idempotent } = createIdempotency<TestContext>({ store: spy.store, clock, lockTtlMs: LOCK_TTL, onEvent: log.onEvent });
   const executions: IdempotencyExecution[] = [];
-  const gates: ReturnType<typeof deferred>[] = [];
-  const started: ReturnType<typeof deferred>[] = Array.from({ length: 10 }, () => deferred());
+  const gates: Deferred[] = [];
+  const started: Deferred[] = Array.from({ length: 10 }, () => deferred());
   const router = t.router({
     work: t.procedure.use(idempotent()).mutation(async ({ ctx }) => {
       const run = executions.length;
