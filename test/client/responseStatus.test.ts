@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { readKeyStatus, readRetryAfterMs } from '../../src/client/responseStatus';
+
+const meta = (headers: Record<string, string>) => ({ response: new Response(null, { headers }) });
+
+describe('readKeyStatus', () => {
+  it('reads this key from the Idempotency-Status JSON object', () => {
+    const m = meta({ 'idempotency-status': '{"a":"replayed","b":"executed"}' });
+    expect(readKeyStatus(m, 'a')).toEqual({ kind: 'reported', status: 'replayed' });
+    expect(readKeyStatus(m, 'b')).toEqual({ kind: 'reported', status: 'executed' });
+    expect(readKeyStatus(m, 'c')).toEqual({ kind: 'not_seen' });
+  });
+
+  it('tells deferred, absent, unparsable and no response apart', () => {
+    expect(readKeyStatus(meta({ 'idempotency-status': 'deferred' }), 'a')).toEqual({ kind: 'deferred' });
+    expect(readKeyStatus(meta({}), 'a')).toEqual({ kind: 'absent' });
+    expect(readKeyStatus(meta({ 'idempotency-status': '{oops' }), 'a')).toEqual({ kind: 'absent' });
+    expect(readKeyStatus(undefined, 'a')).toEqual({ kind: 'no_response' });
+  });
+
+  it("falls back to Stripe's Idempotent-Replayed: true", () => {
+    expect(readKeyStatus(meta({ 'idempotent-replayed': 'true' }), 'a')).toEqual({ kind: 'reported', status: 'replayed' });
+  });
+});
+
+describe('readRetryAfterMs', () => {
+  it('reads delta-seconds and HTTP dates', () => {
+    expect(readRetryAfterMs(meta({ 'retry-after': '2' }))).toBe(2_000);
+    const now = Date.parse('2026-01-01T00:00:00Z');
+    expect(readRetryAfterMs(meta({ 'retry-after': 'Thu, 01 Jan 2026 00:00:03 GMT' }), now)).toBe(3_000);
+    expect(readRetryAfterMs(meta({ 'retry-after': 'soon' }))).toBeUndefined();
+    expect(readRetryAfterMs(meta({}))).toBeUndefined();
+  });
+});
