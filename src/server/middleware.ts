@@ -168,6 +168,12 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
             }),
           );
         }
+        default:
+          // A store outside the contract: claiming again would spin forever.
+          report('store_unavailable');
+          throw toTRPCError(
+            new IdempotencyError('RECORD_CORRUPT', `the store returned an unknown claim outcome ${JSON.stringify((outcome as { status?: unknown }).status)}`),
+          );
       }
     }
 
