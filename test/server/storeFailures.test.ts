@@ -1,0 +1,177 @@
+import { TRPCError } from '@trpc/server';
+import { describe, expect, it } from 'vitest';
+import { createIdempotency, createMemoryStore, idempotencyErrorData, IdempotencyError } from '../../src/index';
+import type { IdempotencyExecution, IdempotencyOptions, IdempotencyStore } from '../../src/index';
+import { createManualClock } from '../helpers/manualClock';
+import type { TestContext } from './helpers';
+import { createT, eventLog, spyStore, trpcErrorOf } from './helpers';
+
+const setup = (overrides: Partial<IdempotencyStore> = {}, options: IdempotencyOptions<TestContext> = {}) => {
+  const t = createT();
+  const clock = createManualClock();
+  const spy = spyStore(createMemoryStore({ clock }), overrides);
+  const log = eventLog();
+  const { idempotent } = createIdempotency<TestContext>({ store: spy.store, clock, onEvent: log.onEvent, ...options });
+  let runs = 0;
+  const seen: (IdempotencyExecution | null)[] = [];
+  let behaviour: () => unknown = () => ({ charged: 42, at: new Date(5) });
+  const router = t.router({
+    charge: t.procedure.use(idempotent()).mutation(({ ctx }) => {
+      runs++;
+      seen.push(ctx.idempotency);
+      return behaviour();
+    }),
+  });
+  const api = t.createCallerFactory(router)({ headers: { 'idempotency-key': 'store-key' } });
+  return {
+    api,
+    clock,
+    spy,
+    log,
+    seen,
+    runs: () => runs,
+    behave: (fn: () => unknown) => {
+      behaviour = fn;
+    },
+  };
+};
+
+const failing = (message = 'connection refused') => () => Promise.reject(new Error(message));
+
+describe('createIdempotency', () => {
+  describe('when the store fails to claim', () => {
+    it('answers SERVICE_UNAVAILABLE and does not run the procedure (fail-closed default)', async () => {
+      const s = setup({ claim: failing() });
+      const error = await trpcErrorOf(s.api.charge());
+      expect(error.code).toBe('SERVICE_UNAVAILABLE');
+      expect(error.message).toMatch(/cannot be reached; the procedure was not run/);
+      expect(idempotencyErrorData(error)).toEqual({ reason: 'store_unavailable', retryAfterMs: 1000 });
+      expect(s.runs()).toBe(0);
+      expect(s.log.ofType('store_error')).toEqual([expect.objectContaining({ operation: 'claim', failedOpen: false })]);
+    });
+
+    it("runs the procedure unguarded with onStoreError: 'fail-open' and reports failedOpen", async () => {
+      const s = setup({ claim: failing() }, { onStoreError: 'fail-open' });
+      expect(await s.api.charge()).toEqual({ charged: 42, at: new Date(5) });
+      expect(s.runs()).toBe(1);
+      expect(s.seen).toEqual([null]);
+      expect(s.log.ofType('store_error')).toEqual([expect.objectContaining({ operation: 'claim', failedOpen: true, path: 'charge' })]);
+      expect(s.spy.callsOf('complete')).toHaveLength(0);
+    });
+
+    it('does not fail open on a corrupt record: INTERNAL_SERVER_ERROR and nothing runs', async () => {
+      const corrupt = new IdempotencyError('RECORD_CORRUPT', 'record is not ours');
+      const s = setup({ claim: () => Promise.reject(corrupt) }, { onStoreError: 'fail-open' });
+      const error = await trpcErrorOf(s.api.charge());
+      expect(error.code).toBe('INTERNAL_SERVER_ERROR');
+      expect(idempotencyErrorData(error)?.reason).toBe('record_corrupt');
+      expect(s.runs()).toBe(0);
+      expect(s.log.ofType('store_error')[0]?.failedOpen).toBe(false);
+    });
+  });
+
+  describe('when the store fails to complete', () => {
+    it('retries complete, returns the result and stores it when a later attempt succeeds', async () => {
+      let failures = 2;
+      const s = setup();
+      // The middleware calls the store object it was given, so swapping a method takes effect at once.
+      const real = s.spy.store.complete;
+      s.spy.store.complete = (request) => (failures-- > 0 ? Promise.reject(new Error('timeout')) : real(request));
+      const call = s.api.charge();
+      await s.clock.advance(50);
+      await s.clock.advance(100);
+      expect(await call).toEqual({ charged: 42, at: new Date(5) });
+      expect(s.log.ofType('store_error').map((e) => e.operation)).toEqual(['complete', 'complete']);
+      expect(s.log.ofType('completed')).toHaveLength(1);
+      s.behave(() => 'second run');
+      expect(await s.api.charge()).toEqual({ charged: 42, at: new Date(5) });
+      expect(s.runs()).toBe(1);
+    });
+
+    it('still returns the result and reports store_error when complete always fails', async () => {
+      const s = setup({ complete: failing('complete down') });
+      const call = s.api.charge();
+      await s.clock.advance(50);
+      await s.clock.advance(100);
+      expect(await call).toEqual({ charged: 42, at: new Date(5) });
+      const errors = s.log.ofType('store_error');
+      expect(errors).toHaveLength(3);
+      expect(errors.every((e) => e.operation === 'complete' && (e.error as Error).message === 'complete down')).toBe(true);
+      expect(s.log.ofType('completed')).toHaveLength(0);
+    });
+
+    it('does not retry complete when the store reports a corrupt record', async () => {
+      const s = setup({ complete: () => Promise.reject(new IdempotencyError('RECORD_CORRUPT', 'bad')) });
+      expect(await s.api.charge()).toEqual({ charged: 42, at: new Date(5) });
+      expect(s.spy.callsOf('complete')).toHaveLength(1);
+    });
+  });
+
+  describe('when the store fails to release', () => {
+    it("returns the procedure's own error and reports store_error", async () => {
+      const s = setup({ release: failing('release down') });
+      s.behave(() => {
+        throw new TRPCError({ code: 'TIMEOUT', message: 'upstream slow' });
+      });
+      const call = trpcErrorOf(s.api.charge());
+      await s.clock.advance(50);
+      await s.clock.advance(100);
+      const error = await call;
+      expect(error.code).toBe('TIMEOUT');
+      expect(error.message).toBe('upstream slow');
+      expect(s.log.ofType('store_error').map((e) => e.operation)).toEqual(['release', 'release', 'release']);
+    });
+  });
+
+  describe('when the store fails to wait', () => {
+    it('answers SERVICE_UNAVAILABLE', async () => {
+      const s = setup(
+        { claim: async () => ({ status: 'in_progress', retryAfterMs: 500 }), wait: failing('wait down') },
+        { onInProgress: 'wait' },
+      );
+      const error = await trpcErrorOf(s.api.charge());
+      expect(error.code).toBe('SERVICE_UNAVAILABLE');
+      expect(s.runs()).toBe(0);
+      expect(s.log.ofType('store_error')).toEqual([expect.objectContaining({ operation: 'wait' })]);
+    });
+  });
+
+  describe('when the store answers something outside its contract', () => {
+    it('answers INTERNAL_SERVER_ERROR at once for an unknown claim outcome instead of claiming again', async () => {
+      let claims = 0;
+      const s = setup({
+        claim: async () => {
+          // Bounded so a regression fails instead of spinning forever.
+          if (++claims > 5) throw new Error('claimed again and again');
+          return { status: 'bogus' } as never;
+        },
+      });
+      const error = await trpcErrorOf(s.api.charge());
+      expect(error.code).toBe('INTERNAL_SERVER_ERROR');
+      expect(error.message).toMatch(/unknown claim outcome "bogus"/);
+      expect(claims).toBe(1);
+      expect(s.runs()).toBe(0);
+    });
+  });
+
+  describe('when the stored result is corrupt', () => {
+    for (const [name, text] of [
+      ['text it did not write', 'garbage'],
+      ['an ok body that does not parse', '1o{not json'],
+      ['an error without a code', '1e{"json":{"message":"x"}}'],
+      ['an unknown marker', '1n{"reason":"why"}'],
+      ['an unknown kind', '1z{}'],
+    ] as const) {
+      it(`answers INTERNAL_SERVER_ERROR and overwrites nothing for ${name}`, async () => {
+        const s = setup({ claim: async () => ({ status: 'completed', result: text }) });
+        const error = await trpcErrorOf(s.api.charge());
+        expect(error.code).toBe('INTERNAL_SERVER_ERROR');
+        expect(error.message).toMatch(/the stored result cannot be read .*; the record was left as it is/);
+        expect(idempotencyErrorData(error)?.reason).toBe('record_corrupt');
+        expect(s.runs()).toBe(0);
+        expect(s.spy.callsOf('complete')).toHaveLength(0);
+        expect(s.spy.callsOf('release')).toHaveLength(0);
+      });
+    }
+  });
+});
