@@ -48,7 +48,6 @@ export const createRedisStore = (options: RedisStoreOptions): RedisStore => {
     pollIntervalMs: waitPollIntervalMs,
     operationTimeoutMs,
   });
-  redis.once('end', () => void hub.close());
 
   return {
     claim: ({ id, token, fingerprint, lockTtlMs }) =>

@@ -49,14 +49,22 @@ export const createWaitHub = (options: WaitHubOptions): WaitHub => {
       if (watch) finish(watch, { status: 'settled' });
     });
     subscriber = connection;
+    // The subscriber goes when your client goes.
+    client.once('end', closeAll);
     return connection;
   };
 
   const closeSubscriber = (): void => {
     clearTimeout(idleTimer);
+    client.off('end', closeAll);
     subscriber?.disconnect();
     subscriber = undefined;
   };
+
+  function closeAll(): void {
+    for (const watch of [...watches.values()]) finish(watch, { status: 'timeout' });
+    closeSubscriber();
+  }
 
   const finish = (watch: Watch, outcome: WaitOutcome | { error: unknown }): void => {
     if (watch.closed) return;
@@ -131,10 +139,7 @@ export const createWaitHub = (options: WaitHubOptions): WaitHub => {
 
   return {
     wait,
-    close: async () => {
-      for (const watch of [...watches.values()]) finish(watch, { status: 'timeout' });
-      closeSubscriber();
-    },
+    close: async () => closeAll(),
     watchedKeys: () => watches.size,
   };
 };
