@@ -36,4 +36,13 @@ describe.runIf(hasCluster())('on a 3-master cluster', () => {
     },
     { lockTtlMs },
   );
+  describeStoreConformance(
+    'createRedisStore (Cluster with keyPrefix "app:")',
+    async () => {
+      const cluster = connectCluster({ keyPrefix: 'app:' });
+      if (!cluster) throw new Error('no cluster');
+      return harness(cluster);
+    },
+    { lockTtlMs },
+  );
 });
