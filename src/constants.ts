@@ -28,4 +28,6 @@ export const DEFAULTS = {
   maxEntries: 10_000,
   /** How long a released record keeps its fence in the memory store. */
   releasedTtlMs: 60_000,
+  /** Client: `idempotentRetry` for tRPC's retryLink. */
+  retry: { maxAttempts: 4, baseDelayMs: 200, maxDelayMs: 10_000 },
 } as const;

@@ -15,12 +15,17 @@
  *   With httpBatchStreamLink the head is written before any procedure runs: the value is then `deferred`.
  * - `Idempotent-Replayed: true` when the request had a single call and it was a replay (as Stripe does).
  * - `Retry-After: <seconds>` when a call got CONFLICT because its key is in progress.
+ * - `Idempotency-Status: {}` when the request carried keys that no idempotent procedure saw.
+ * - `Access-Control-Expose-Headers` lists the headers above, so browsers on another origin can read them.
  */
 export const KEY_HEADER = 'idempotency-key';
 export const KEYS_HEADER = 'idempotency-keys';
 export const STATUS_HEADER = 'idempotency-status';
 export const REPLAYED_HEADER = 'idempotent-replayed';
 export const RETRY_AFTER_HEADER = 'retry-after';
+/** Response headers a cross-origin browser client needs to read. */
+export const EXPOSED_HEADERS = ['idempotency-status', 'idempotent-replayed', 'retry-after'] as const;
+
 /** Value of `Idempotency-Status` when the response head was sent before the calls ran (streaming). */
 export const STATUS_DEFERRED = 'deferred';
 
@@ -29,7 +34,10 @@ export const MAX_KEY_LENGTH = 255;
 
 /** What the server did with one key, as reported in `Idempotency-Status`. */
 export type KeyStatus =
+  /** The procedure ran and its outcome was stored (a retry replays it). */
   | 'executed'
+  /** The procedure ran and failed with an error that is not stored: a retry runs it again. */
+  | 'released'
   | 'replayed'
   | 'in_progress'
   | 'mismatch'

@@ -3,6 +3,7 @@ import type { IdempotencyErrorData } from '../wire';
 import { readKeyStatus, readRetryAfterMs, responseHeaders } from './responseStatus';
 import type { IdempotencyWarning } from './types';
 import { createWarnOnce } from './warnings';
+import { DEFAULTS } from '../constants';
 
 /** What `retryLink` passes to `retry`. */
 export interface IdempotentRetryFnOptions {
@@ -162,10 +163,10 @@ const hintOf = (error: TRPCClientError<any>): number | undefined => {
 const isAbort = (op: Operation, error: TRPCClientError<any>): boolean =>
   op.signal?.aborted === true || (error.cause as { name?: unknown } | undefined)?.name === 'AbortError';
 
-const DEFAULTS = { maxAttempts: 4, baseDelayMs: 200, maxDelayMs: 10_000 } as const;
+const RETRY_DEFAULTS = DEFAULTS.retry;
 
-const resolveNumber = (options: IdempotentRetryOptions, name: keyof typeof DEFAULTS): number => {
-  const value = options[name] ?? DEFAULTS[name];
+const resolveNumber = (options: IdempotentRetryOptions, name: keyof typeof RETRY_DEFAULTS): number => {
+  const value = options[name] ?? RETRY_DEFAULTS[name];
   const integer = name === 'maxAttempts';
   const valid =
     typeof value === 'number' && Number.isFinite(value) && (integer ? Number.isInteger(value) && value >= 1 : value >= 0);

@@ -243,7 +243,6 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
       }
       lease.stop();
       const durationMs = clock.now() - runStartedAt;
-      report('executed');
 
       let text: string;
       let outcome: 'ok' | 'error';
@@ -258,6 +257,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
           store = false;
         }
         if (!store) {
+          report('released');
           await settle('release', () => storeRelease(), base);
           emit({ type: 'released', code: result.error.code, durationMs, ...base });
           return result;
@@ -265,6 +265,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         outcome = 'error';
         text = encodeError(serializer, result.error.code, result.error.message);
       }
+      report('executed');
       if ((await settle('complete', () => storeComplete(text), base)) === 'ok') {
         emit({ type: 'completed', outcome, bytes: Buffer.byteLength(text), durationMs, ...base });
       }

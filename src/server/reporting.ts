@@ -1,7 +1,7 @@
 import type { AnyRouter } from '@trpc/server';
 import type { ResponseMeta, ResponseMetaFn } from '@trpc/server/http';
 import type { KeyStatus } from '../wire';
-import { REPLAYED_HEADER, RETRY_AFTER_HEADER, STATUS_DEFERRED, STATUS_HEADER } from '../wire';
+import { EXPOSED_HEADERS, REPLAYED_HEADER, RETRY_AFTER_HEADER, STATUS_DEFERRED, STATUS_HEADER } from '../wire';
 import { findRequestHeaders } from './headers';
 
 interface RequestReport {
@@ -42,6 +42,11 @@ const toHeaders = (headers: ResponseMeta['headers']): Headers => {
   return result;
 };
 
+const exposeHeaders = (headers: Headers): void => {
+  const listed = (headers.get('access-control-expose-headers') ?? '').toLowerCase();
+  for (const name of EXPOSED_HEADERS) if (!listed.includes(name)) headers.append('access-control-expose-headers', name);
+};
+
 /**
  * The adapter's `responseMeta`: reports per key whether the call was a replay (`Idempotency-Status`,
  * `Idempotent-Replayed`) and when to retry an in-progress key (`Retry-After`). Pass your own `responseMeta`
@@ -56,15 +61,23 @@ export const idempotencyResponseMeta = <TRouter extends AnyRouter = AnyRouter>(
     const base = inner?.(opts) ?? {};
     const request = findRequestHeaders(opts.ctx);
     if (!request) return base;
+    const report = reports.get(request.carrier);
+    const keyed =
+      report !== undefined ||
+      [...keyHeaderNames].some((n) => request.get(n) !== undefined || request.get(`${n}s`) !== undefined);
+    if (!keyed) return base;
     const headers = toHeaders(base.headers);
+    exposeHeaders(headers);
     if (opts.eagerGeneration) {
       // Streamed responses send their head before any call ran: say so, so clients don't guess.
-      const keyed = [...keyHeaderNames].some((n) => request.get(n) !== undefined || request.get(`${n}s`) !== undefined);
-      if (keyed) headers.set(STATUS_HEADER, STATUS_DEFERRED);
+      headers.set(STATUS_HEADER, STATUS_DEFERRED);
       return { ...base, headers };
     }
-    const report = reports.get(request.carrier);
-    if (!report) return base;
+    if (!report) {
+      // Keys came, but no idempotent procedure saw them: the client can tell its key was not protected.
+      headers.set(STATUS_HEADER, '{}');
+      return { ...base, headers };
+    }
     headers.set(STATUS_HEADER, JSON.stringify(Object.fromEntries(report.statuses)));
     const single = opts.info?.isBatchCall !== true && report.statuses.size === 1;
     if (single && [...report.statuses.values()][0] === 'replayed') headers.set(REPLAYED_HEADER, 'true');

@@ -1,0 +1,59 @@
+import { initTRPC, TRPCError } from '@trpc/server';
+import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
+import superjson from 'superjson';
+import { describe, expect, it } from 'vitest';
+import { createIdempotency, createMemoryStore, idempotencyResponseMeta } from '../../src/index';
+
+const setup = () => {
+  const t = initTRPC.context<{ req: Request }>().create({ transformer: superjson });
+  const { idempotent } = createIdempotency({ store: createMemoryStore() });
+  let runs = 0;
+  const router = t.router({
+    busy: t.procedure.use(idempotent()).mutation(() => {
+      runs++;
+      throw new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: 'try later' });
+    }),
+    plain: t.procedure.mutation(() => 'unguarded'),
+  });
+  const call = (path: string, headers: Record<string, string>) =>
+    fetchRequestHandler({
+      endpoint: '/trpc',
+      router,
+      req: new Request(`http://localhost/trpc/${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ json: null }) }),
+      createContext: ({ req }) => ({ req }),
+      responseMeta: idempotencyResponseMeta(),
+    });
+  return { call, runs: () => runs };
+};
+
+describe('idempotencyResponseMeta', () => {
+  it("reports 'released' for an error that was not stored, so the client knows a retry runs again", async () => {
+    const { call, runs } = setup();
+    const first = await call('busy', { 'idempotency-key': 'k1' });
+    expect(first.status).toBe(503);
+    expect(JSON.parse(first.headers.get('idempotency-status') ?? 'null')).toEqual({ k1: 'released' });
+    await call('busy', { 'idempotency-key': 'k1' });
+    expect(runs()).toBe(2);
+  });
+
+  it("answers '{}' when keys came but no idempotent procedure saw them", async () => {
+    const { call } = setup();
+    const response = await call('plain', { 'idempotency-key': 'k2' });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('idempotency-status')).toBe('{}');
+  });
+
+  it('adds nothing to a request without keys', async () => {
+    const { call } = setup();
+    const response = await call('plain', {});
+    expect(response.headers.get('idempotency-status')).toBeNull();
+    expect(response.headers.get('access-control-expose-headers')).toBeNull();
+  });
+
+  it('exposes its headers to cross-origin browsers, keeping the ones already exposed', async () => {
+    const { call } = setup();
+    const response = await call('busy', { 'idempotency-key': 'k3' });
+    const exposed = (response.headers.get('access-control-expose-headers') ?? '').split(',').map((h) => h.trim());
+    expect(exposed).toEqual(expect.arrayContaining(['idempotency-status', 'idempotent-replayed', 'retry-after']));
+  });
+});
