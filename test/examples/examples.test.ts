@@ -4,6 +4,7 @@ import superjson from 'superjson';
 import { afterEach, describe, expect, it } from 'vitest';
 import { run as runCaller } from '../../examples/caller/main';
 import { start as startExpress } from '../../examples/express/server';
+import { createFetchHandler, ENDPOINT } from '../../examples/fetch/handler';
 import { start as startFetch } from '../../examples/fetch/server';
 import { start as startRedisCluster } from '../../examples/redis-cluster/server';
 import { start as startRedis } from '../../examples/redis/server';
@@ -97,6 +98,22 @@ describe('examples/fetch', () => {
     const server = track(await startFetch(0));
     await expectRunThenReplay(server);
     expect(server.orders).toHaveLength(1);
+  });
+
+  it('works as a bare Request -> Response handler, as a Next.js route handler is called', async () => {
+    const { handler, orders } = createFetchHandler();
+    const request = () =>
+      new Request(`http://localhost${ENDPOINT}/order.create`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': 'route-1' },
+        body: superjson.stringify(input),
+      });
+    const first = await handler(request());
+    const second = await handler(request());
+    expect(first.headers.get('idempotency-status')).toBe('{"route-1":"executed"}');
+    expect(second.headers.get('idempotent-replayed')).toBe('true');
+    expect(await second.json()).toEqual(await first.json());
+    expect(orders).toHaveLength(1);
   });
 });
 
