@@ -1,4 +1,5 @@
 import type { TRPCError } from '@trpc/server';
+import { TRPC_ERROR_CODES_BY_KEY } from '@trpc/server/rpc';
 import { IdempotencyError } from '../errors';
 import type { Serializer } from '../serialization';
 
@@ -34,6 +35,7 @@ export const decodeStoredResult = (serializer: Serializer, text: string): Stored
       case 'e': {
         const error = serializer.deserialize(body) as { code?: unknown; message?: unknown } | null;
         if (typeof error?.code !== 'string' || typeof error.message !== 'string') throw corrupt('error without code');
+        if (!Object.hasOwn(TRPC_ERROR_CODES_BY_KEY, error.code)) throw corrupt(`unknown error code ${JSON.stringify(error.code)}`);
         return { kind: 'error', code: error.code as TRPCError['code'], message: error.message };
       }
       case 'n': {
