@@ -160,6 +160,7 @@ describe('createIdempotency', () => {
       ['an ok body that does not parse', '1o{not json'],
       ['an error without a code', '1e{"json":{"message":"x"}}'],
       ['an unknown marker', '1n{"reason":"why"}'],
+      ['an error with a code tRPC does not have', '1e{"json":{"code":"NOPE","message":"x"}}'],
       ['an unknown kind', '1z{}'],
     ] as const) {
       it(`answers INTERNAL_SERVER_ERROR and overwrites nothing for ${name}`, async () => {
