@@ -13,7 +13,7 @@ import type { OrderClient } from './client';
 
 interface SubmitResult {
   /** Which press of the button this answers (1, 2, ...). */
-  submit: number;
+  press: number;
   key: string;
   outcome: 'created' | 'replayed' | 'failed';
   order?: Order;
@@ -30,34 +30,35 @@ export const OrderForm = ({ client }: { client: OrderClient }) => {
   const [item, setItem] = useState('book');
   const [quantity, setQuantity] = useState(1);
   const [results, setResults] = useState<SubmitResult[]>([]);
-  // The key of the current submit intent. A ref, not state: two clicks in one frame must read the same key.
-  const intentKey = useRef(generateUuidV4());
-  const submits = useRef(0);
+  // The key of the current submit intent, made at its first press. A ref, not state: two clicks before React
+  // re-renders must read the same key.
+  const intentKey = useRef<string | null>(null);
+  const presses = useRef(0);
 
   const placeOrder = useMutation({
     mutationFn: ({ input, key, info }: PlaceOrder) =>
       client.order.create.mutate(input, { context: { idempotencyKey: key, idempotency: info } }),
   });
 
-  /** A different order is a different intent: it gets a new key. */
+  /** A different order is a different intent: its first press makes a new key. */
   const newIntent = () => {
-    intentKey.current = generateUuidV4();
+    intentKey.current = null;
   };
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
-    const key = intentKey.current;
-    const submit = ++submits.current;
+    const key = (intentKey.current ??= generateUuidV4());
+    const press = ++presses.current;
     const info: IdempotencyCallInfo = {};
     try {
       const order = await placeOrder.mutateAsync({ input: { item, quantity }, key, info });
       // This intent is done: the next press is a new order.
       if (intentKey.current === key) newIntent();
-      setResults((all) => [...all, { submit, key, order, outcome: info.replayed ? 'replayed' : 'created' }]);
+      setResults((all) => [...all, { press, key, order, outcome: info.replayed ? 'replayed' : 'created' }]);
     } catch (error) {
       // No answer, or an error: keep the key, so pressing again cannot create a second order.
       const message = error instanceof Error ? error.message : String(error);
-      setResults((all) => [...all, { submit, key, outcome: 'failed', message }]);
+      setResults((all) => [...all, { press, key, outcome: 'failed', message }]);
     }
   };
 
@@ -65,7 +66,14 @@ export const OrderForm = ({ client }: { client: OrderClient }) => {
     <form onSubmit={submit}>
       <label>
         Item{' '}
-        <input name="item" value={item} onChange={(e) => (setItem(e.target.value), newIntent())} />
+        <input
+          name="item"
+          value={item}
+          onChange={(event) => {
+            setItem(event.target.value);
+            newIntent();
+          }}
+        />
       </label>{' '}
       <label>
         Quantity{' '}
@@ -74,7 +82,10 @@ export const OrderForm = ({ client }: { client: OrderClient }) => {
           type="number"
           min={1}
           value={quantity}
-          onChange={(e) => (setQuantity(Number(e.target.value)), newIntent())}
+          onChange={(event) => {
+            setQuantity(Number(event.target.value));
+            newIntent();
+          }}
         />
       </label>{' '}
       {/* Not disabled while pending on purpose: the key, not the button state, is what prevents duplicates. */}
@@ -82,7 +93,7 @@ export const OrderForm = ({ client }: { client: OrderClient }) => {
       {placeOrder.isPending && <span role="status"> Placing order…</span>}
       <ol aria-label="Results">
         {results.map((result) => (
-          <li key={result.submit} data-outcome={result.outcome} data-order-id={result.order?.id} data-key={result.key}>
+          <li key={result.press} data-outcome={result.outcome} data-order-id={result.order?.id} data-key={result.key}>
             {describe(result)}
           </li>
         ))}

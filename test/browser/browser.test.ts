@@ -10,6 +10,8 @@ const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f
 
 let browser: Browser;
 let server: Awaited<ReturnType<typeof startPageServer>> | undefined;
+/** What the page logged as warnings or errors: the client link warns on misconfiguration. */
+let pageProblems: string[] = [];
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) {
@@ -39,6 +41,9 @@ afterAll(async () => {
 afterEach(async () => {
   await server?.close();
   server = undefined;
+  // The lost responses log a network error; nothing may come from the library (a misconfiguration warning).
+  expect(pageProblems.filter((text) => text.includes('trpc-idempotency'))).toEqual([]);
+  pageProblems = [];
 });
 
 /** Opens the React form example (served on loopback) in a fresh browser context. */
@@ -46,6 +51,10 @@ const openForm = async ({ retry }: { retry: boolean }): Promise<Page> => {
   server = await startPageServer();
   const context = await browser.newContext();
   const page = await context.newPage();
+  page.on('console', (message) => {
+    if (message.type() === 'warning' || message.type() === 'error') pageProblems.push(message.text());
+  });
+  page.on('pageerror', (error) => pageProblems.push(`trpc-idempotency test: uncaught ${error.message}`));
   await page.goto(`${server.url}/${retry ? '' : '?retry=0'}`);
   await page.getByRole('button', { name: 'Place order' }).waitFor();
   return page;

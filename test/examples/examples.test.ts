@@ -6,6 +6,7 @@ import { run as runCaller } from '../../examples/caller/main';
 import { start as startExpress } from '../../examples/express/server';
 import { createFetchHandler, ENDPOINT } from '../../examples/fetch/handler';
 import { start as startFetch } from '../../examples/fetch/server';
+import { start as startReactForm } from '../../examples/react-form/server';
 import { start as startRedisCluster } from '../../examples/redis-cluster/server';
 import { start as startRedis } from '../../examples/redis/server';
 import type { Order, OrderRouter } from '../../examples/shared/orders';
@@ -130,6 +131,19 @@ describe('examples/express', () => {
     const infos: IdempotencyCallInfo[] = [{}, {}];
     for (const info of infos) await client.order.create.mutate(input, { context: { idempotencyKey: 'express-link', idempotency: info } });
     expect(infos.map((info) => info.replayed)).toEqual([false, true]);
+    expect(server.orders).toHaveLength(1);
+  });
+});
+
+describe('examples/react-form', () => {
+  it('serves the page, its bundle and the API on one origin', async () => {
+    const server = track(await startReactForm(0));
+    const page = await fetch(server.url);
+    expect(await page.text()).toContain("import { mount } from '/app.js'");
+    const script = await fetch(`${server.url}/app.js`);
+    expect(script.headers.get('content-type')).toContain('text/javascript');
+    expect((await script.text()).length).toBeGreaterThan(1000);
+    await expectRunThenReplay({ ...server, url: `${server.url}/trpc` });
     expect(server.orders).toHaveLength(1);
   });
 });
