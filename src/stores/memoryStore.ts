@@ -62,9 +62,24 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
     for (const wake of set) wake();
   };
 
+  // No entry expires before this: a lower bound (expiry times only grow, deletions keep it valid), made exact by
+  // each sweep. A full store therefore sweeps for expired records only when one can exist, instead of scanning
+  // all maxEntries records on every new claim.
+  let earliestExpiry = Number.POSITIVE_INFINITY;
+  const put = (id: string, entry: Entry): void => {
+    entries.set(id, entry);
+    if (entry.expiresAt < earliestExpiry) earliestExpiry = entry.expiresAt;
+  };
+
   const makeRoom = (now: number): void => {
     if (entries.size < maxEntries) return;
-    for (const [id, entry] of entries) if (entry.expiresAt <= now) entries.delete(id);
+    if (earliestExpiry <= now) {
+      earliestExpiry = Number.POSITIVE_INFINITY;
+      for (const [id, entry] of entries) {
+        if (entry.expiresAt <= now) entries.delete(id);
+        else if (entry.expiresAt < earliestExpiry) earliestExpiry = entry.expiresAt;
+      }
+    }
     // Map iteration is insertion order: the first finished entries are the oldest.
     for (const [id, entry] of entries) {
       if (entries.size < maxEntries) return;
@@ -100,7 +115,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       if (!entry) makeRoom(now);
       const fence = nextFence(entry?.fence, now);
       entries.delete(id);
-      entries.set(id, {
+      put(id, {
         state: 'in_progress',
         token,
         fingerprint,
@@ -126,7 +141,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       if (entry?.state === 'completed') return { status: 'ok' };
       if (entry?.state !== 'in_progress') return { status: 'lost' };
       entries.delete(id);
-      entries.set(id, {
+      put(id, {
         state: 'completed',
         token,
         fingerprint: entry.fingerprint,
@@ -143,7 +158,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       const entry = owned(id, token, now);
       if (entry?.state === 'released') return { status: 'ok' };
       if (entry?.state !== 'in_progress') return { status: 'lost' };
-      entries.set(id, { state: 'released', token, fence: entry.fence, expiresAt: now + DEFAULTS.releasedTtlMs });
+      put(id, { state: 'released', token, fence: entry.fence, expiresAt: now + DEFAULTS.releasedTtlMs });
       notify(id);
       return { status: 'ok' };
     },
