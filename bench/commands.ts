@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { BenchRedis } from './redisServer';
-import { commandStats, statsDelta } from './redisServer';
+import { commandStats, redisCpuUs, statsDelta } from './redisServer';
 
 /** Redis commands per call in one window, from `INFO commandstats` on the bench's own redis-server. */
 export interface CommandCount {
@@ -8,6 +8,8 @@ export interface CommandCount {
   perCall: number;
   /** Everything Redis executed, Lua-internal commands (HMGET, HSET, TIME, ...) included, per call. */
   totalPerCall: number;
+  /** redis-server CPU time (user + sys, from INFO cpu) per call, in µs. */
+  redisCpuUs: number;
   /** Raw deltas by command name. */
   byCommand: Record<string, number>;
 }
@@ -31,12 +33,15 @@ export const createCommandMeter = (server: BenchRedis, client: Redis): CommandMe
     return original(command);
   };
   let before = new Map<string, number>();
+  let cpuBefore = 0;
   return {
     start: async () => {
       sent.clear();
       before = await commandStats(server.admin);
+      cpuBefore = await redisCpuUs(server.admin);
     },
     stop: async (calls) => {
+      const cpu = (await redisCpuUs(server.admin)) - cpuBefore;
       const delta = statsDelta(before, await commandStats(server.admin));
       let total = 0;
       let fromClient = 0;
@@ -45,7 +50,7 @@ export const createCommandMeter = (server: BenchRedis, client: Redis): CommandMe
         if (sent.has(name)) fromClient += count;
       }
       const per = (n: number): number => (calls > 0 ? n / calls : 0);
-      return { perCall: per(fromClient), totalPerCall: per(total), byCommand: Object.fromEntries(delta) };
+      return { perCall: per(fromClient), totalPerCall: per(total), redisCpuUs: per(cpu), byCommand: Object.fromEntries(delta) };
     },
   };
 };

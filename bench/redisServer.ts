@@ -55,6 +55,13 @@ export const commandStats = async (admin: Redis): Promise<Map<string, number>> =
   return counts;
 };
 
+/** redis-server's CPU time so far (user + sys, main thread and children), in µs. */
+export const redisCpuUs = async (admin: Redis): Promise<number> => {
+  const text = await admin.info('cpu');
+  const field = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(text)?.[1] ?? 0);
+  return (field('used_cpu_user') + field('used_cpu_sys')) * 1e6;
+};
+
 /** `after - before`, without the bench's own INFO/CONFIG traffic. */
 export const statsDelta = (before: Map<string, number>, after: Map<string, number>): Map<string, number> => {
   const delta = new Map<string, number>();

@@ -20,7 +20,11 @@ export interface Row {
   commandsPerCall: number | undefined;
   /** Everything Redis executed per call, Lua-internal commands included. */
   redisCommandsPerCall: number | undefined;
-  rounds: (Window & { commands?: CommandCount })[];
+  /** This process's CPU per call in µs (the bench's client loop included). */
+  nodeCpuUsPerCall: number;
+  /** redis-server's CPU per call in µs. */
+  redisCpuUsPerCall: number | undefined;
+  rounds: (Window & { nodeCpuUs: number; commands?: CommandCount })[];
 }
 
 export interface Target {
@@ -39,7 +43,7 @@ export const machineInfo = (redisVersion: string | undefined) => ({
 });
 
 export const printTable = (rows: Row[]): void => {
-  const header = ['scenario', 'store', 'transport', 'conc', 'variant', 'ops/s', 'p50 ms', 'p99 ms', 'x bare', 'x baseline', 'cmds/call', 'incl. Lua'];
+  const header = ['scenario', 'store', 'transport', 'conc', 'variant', 'ops/s', 'p50 ms', 'p99 ms', 'x bare', 'x baseline', 'cmds/call', 'incl. Lua', 'node us', 'redis us'];
   const lines = rows.map((r) => [
     r.scenario,
     r.store,
@@ -53,9 +57,11 @@ export const printTable = (rows: Row[]): void => {
     r.vsBaseline.toFixed(2),
     r.commandsPerCall === undefined ? '-' : r.commandsPerCall.toFixed(2),
     r.redisCommandsPerCall === undefined ? '-' : r.redisCommandsPerCall.toFixed(2),
+    r.nodeCpuUsPerCall.toFixed(1),
+    r.redisCpuUsPerCall === undefined ? '-' : r.redisCpuUsPerCall.toFixed(1),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
-  const numeric = new Set([3, 5, 6, 7, 8, 9, 10, 11]);
+  const numeric = new Set([3, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
   const format = (cells: string[]): string =>
     cells.map((c, i) => (numeric.has(i) ? c.padStart(widths[i] as number) : c.padEnd(widths[i] as number))).join('  ');
   console.log(`\n${format(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}`);
@@ -67,7 +73,11 @@ export const printTable = (rows: Row[]): void => {
     previous = group;
     console.log(format(line));
   }
-  console.log('');
+  console.log(
+    '\nmedians over rounds; x bare / x baseline: median of per-round ops/s ratios; cmds/call: commands the client sent\n' +
+      '(INFO commandstats); incl. Lua: everything Redis ran, script-internal commands included; node us / redis us: CPU\n' +
+      'time per call of this process (bench client included) and of redis-server.\n',
+  );
 };
 
 /** The issue's targets, each checked on the figures above. */

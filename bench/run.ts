@@ -39,6 +39,10 @@ interface Cell {
 
 interface Measured {
   window: Window;
+  /** This process's CPU time per call (client loop included; for HTTP, client and server), in µs. */
+  nodeCpuUs: number;
+  /** redis-server CPU time per call, in µs (Redis rows only). */
+  redisCpuUs?: number;
   commands?: CommandCount;
 }
 
@@ -153,14 +157,17 @@ const measure = async (cell: Cell, variant: Variant, opts: { durationMs: number;
   const ranBefore = cell.app.executions.get(path) ?? 0;
   const metered = cell.store === 'redis' ? meter : undefined;
   await metered?.start();
+  const cpuBefore = process.cpuUsage();
   const window = await runWindow(cell.calls[variant], cell.keys[variant], { concurrency: cell.concurrency, durationMs });
+  const cpu = process.cpuUsage(cpuBefore);
   const commands = await metered?.stop(window.ops);
+  const nodeCpuUs = (cpu.user + cpu.system) / Math.max(1, window.ops);
   const ran = (cell.app.executions.get(path) ?? 0) - ranBefore;
   const expected = cell.scenario === 'replay' && variant !== 'bare' ? 0 : window.ops;
   if (ran !== expected) {
     throw new Error(`bench: ${path} (${cell.store}, ${cell.transport}) ran ${ran} times for ${window.ops} calls, expected ${expected}`);
   }
-  return commands ? { window, commands } : { window };
+  return commands ? { window, nodeCpuUs, redisCpuUs: commands.redisCpuUs, commands } : { window, nodeCpuUs };
 };
 
 const summarize = (cells: Cell[], results: Map<string, Measured[]>): Row[] => {
@@ -185,7 +192,9 @@ const summarize = (cells: Cell[], results: Map<string, Measured[]>): Row[] => {
         vsBaseline: ratio(variant, 'baseline'),
         commandsPerCall: commands.length ? median(commands.map((c) => c.perCall)) : undefined,
         redisCommandsPerCall: commands.length ? median(commands.map((c) => c.totalPerCall)) : undefined,
-        rounds: measured.map((m) => ({ ...m.window, ...(m.commands ? { commands: m.commands } : {}) })),
+        nodeCpuUsPerCall: median(measured.map((m) => m.nodeCpuUs)),
+        redisCpuUsPerCall: commands.length ? median(commands.map((c) => c.redisCpuUs)) : undefined,
+        rounds: measured.map((m) => ({ ...m.window, nodeCpuUs: m.nodeCpuUs, ...(m.commands ? { commands: m.commands } : {}) })),
       });
     }
   }
