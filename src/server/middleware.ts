@@ -243,6 +243,13 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
       }
       lease.stop();
       const durationMs = clock.now() - runStartedAt;
+      if (!result) {
+        // An inner middleware forgot `return next()`: nothing to store. Free the key and let tRPC say what went wrong.
+        report('released');
+        await settle('release', () => storeRelease(), base);
+        emit({ type: 'released', code: 'INTERNAL_SERVER_ERROR', durationMs, ...base });
+        return result;
+      }
 
       let text: string;
       let outcome: 'ok' | 'error';
