@@ -95,6 +95,34 @@ describe('createIdempotency', () => {
     });
   });
 
+  describe('a broken inner middleware', () => {
+    it('releases the key and keeps tRPC\'s own message when an inner middleware forgets to return next()', async () => {
+      const t = createT();
+      const clock = createManualClock();
+      const log = eventLog();
+      const { idempotent } = createIdempotency<TestContext>({ store: createMemoryStore({ clock }), clock, onEvent: log.onEvent });
+      let runs = 0;
+      const router = t.router({
+        forgetful: t.procedure
+          .use(idempotent())
+          .use(async ({ next }) => {
+            await next();
+            return undefined as never;
+          })
+          .mutation(() => ++runs),
+      });
+      const api = t.createCallerFactory(router)({ headers: { 'idempotency-key': 'forgot' } });
+      const first = await trpcErrorOf(api.forgetful());
+      expect(first.code).toBe('INTERNAL_SERVER_ERROR');
+      expect(first.message).toMatch(/did you forget to `return next\(\)`/);
+      // Not stuck in progress until the lease runs out: the key was released.
+      const second = await trpcErrorOf(api.forgetful());
+      expect(second.code).toBe('INTERNAL_SERVER_ERROR');
+      expect(runs).toBe(2);
+      expect(log.ofType('released')).toHaveLength(2);
+    });
+  });
+
   describe('shouldStoreError', () => {
     it('stores what the override says is final', async () => {
       const { api, runs, throws } = setup({ shouldStoreError: (e) => e.code === 'TOO_MANY_REQUESTS' });
