@@ -242,6 +242,21 @@ describe('createIdempotency', () => {
       expect(response.headers.get('idempotent-replayed')).toBeNull();
     });
 
+    it('applies a single Idempotency-Key header to batch index 0 only', async () => {
+      const app = buildRouter();
+      const server = await startServer(app.router);
+      servers.push(server);
+      const api = createTRPCClient<AppRouter>({
+        links: [httpBatchLink({ url: server.url, transformer: superjson, headers: () => ({ 'Idempotency-Key': 'only-first' }) })],
+      });
+      const batch = () => Promise.all([api.create.mutate({ n: 1 }), api.create.mutate({ n: 2 })]);
+      const [a1, b1] = await batch();
+      const [a2, b2] = await batch();
+      expect(a2).toEqual(a1);
+      expect(b2.run).not.toBe(b1.run);
+      expect(app.runs.create).toBe(3);
+    });
+
     it('answers BAD_REQUEST for every call when Idempotency-Keys is not a JSON array', async () => {
       const app = buildRouter();
       const server = await startServer(app.router);

@@ -54,6 +54,12 @@ describe('createIdempotency', () => {
       expect(spy.calls).toHaveLength(0);
     });
 
+    it('passes queries through even when a key is required', async () => {
+      const { caller, runs } = setup({ required: true });
+      expect(await caller({}).list({ n: 1 })).toEqual({ n: 1, run: 1 });
+      expect(runs.list).toBe(1);
+    });
+
     it('guards a mutation that carries a key', async () => {
       const { caller, runs, spy } = setup();
       const api = caller({ headers: { 'idempotency-key': 'm1' } });
@@ -87,6 +93,15 @@ describe('createIdempotency', () => {
       await caller({ headers: { 'IDEMPOTENCY-KEY': 'upper' } }).create({ n: 1 });
       await caller({ headers: { 'Idempotency-Key': 'mixed' } }).create({ n: 1 });
       expect(seen.map((s) => s?.key)).toEqual(['upper', 'mixed']);
+    });
+
+    it('reads the key from a Fetch Headers object in ctx.headers', async () => {
+      const { caller, runs, seen } = setup();
+      const headers = () => new Headers({ 'Idempotency-Key': 'bag-1' }) as unknown as Record<string, unknown>;
+      await caller({ headers: headers() }).create({ n: 1 });
+      await caller({ headers: headers() }).create({ n: 1 });
+      expect(runs.create).toBe(1);
+      expect(seen[0]?.key).toBe('bag-1');
     });
 
     it('unquotes the IETF sf-string form, so "abc" and abc are the same key', async () => {
@@ -158,6 +173,7 @@ describe('createIdempotency', () => {
       ['a space', 'has space', /outside 0x21-0x7E/],
       ['a control character', 'tab\there', /outside 0x21-0x7E/],
       ['a non-ASCII character', 'clé', /outside 0x21-0x7E/],
+      ['a DEL character', 'del\x7f', /outside 0x21-0x7E/],
     ];
     for (const [name, key, rule] of badKeys) {
       it(`answers BAD_REQUEST naming the rule when the key has ${name}`, async () => {
