@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { createTRPCClient, httpBatchLink, httpLink } from '@trpc/client';
 import superjson from 'superjson';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -189,5 +191,57 @@ describe.runIf(hasCluster())('examples/redis-cluster', () => {
       expect(second.order).toEqual(first.order);
     }
     expect([a.orders.length, b.orders.length]).toEqual([5, 0]);
+  });
+});
+
+describe('running the examples as scripts (tsx)', () => {
+  /** Starts `tsx <file>` with PORT=0 and waits for its output to match `until`. */
+  const startScript = async (file: string, until: RegExp) => {
+    const child = spawn('node_modules/.bin/tsx', [file], { env: { ...process.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const stop = async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill();
+      await once(child, 'exit');
+    };
+    try {
+      const match = await new Promise<RegExpMatchArray>((resolve, reject) => {
+        const onOutput = (chunk: Buffer) => {
+          output += chunk.toString();
+          const found = output.match(until);
+          if (found) resolve(found);
+        };
+        child.stdout.on('data', onOutput);
+        child.stderr.on('data', onOutput);
+        child.once('exit', (code) => reject(new Error(`${file} exited (${code}) before printing ${until}:\n${output}`)));
+      });
+      return { match, stop };
+    } catch (error) {
+      await stop();
+      throw error;
+    }
+  };
+
+  it.each([
+    ['examples/standalone/server.ts', ''],
+    ['examples/fetch/server.ts', ''],
+    ['examples/express/server.ts', ''],
+    ['examples/react-form/server.ts', '/trpc'],
+  ])('%s listens on PORT and answers a keyed mutation', async (file, apiPath) => {
+    const { match, stop } = await startScript(file, /(http:\/\/\S+)/);
+    try {
+      const url = `${match[1]}${apiPath}`;
+      const first = await createOrder(url, 'script-1');
+      const second = await createOrder(url, 'script-1');
+      expect([first.idempotencyStatus, second.replayed]).toEqual(['{"script-1":"executed"}', 'true']);
+    } finally {
+      await stop();
+    }
+  });
+
+  it('examples/caller/main.ts charges once for two deliveries', async () => {
+    const { match, stop } = await startScript('examples/caller/main.ts', /charges made: \d+, credits applied: \d+/);
+    await stop();
+    expect(match[0]).toBe('charges made: 1, credits applied: 1');
   });
 });
