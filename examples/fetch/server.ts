@@ -44,9 +44,13 @@ const toRequest = (req: IncomingMessage): Request => {
   } as RequestInit);
 };
 
-const sendResponse = async (response: Response, res: ServerResponse): Promise<void> => {
+const sendResponse = (response: Response, res: ServerResponse): void => {
   res.statusCode = response.status;
-  response.headers.forEach((value, name) => res.setHeader(name, value));
+  response.headers.forEach((value, name) => {
+    if (name !== 'set-cookie') res.setHeader(name, value);
+  });
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length > 0) res.setHeader('set-cookie', cookies);
   if (!response.body) {
     res.end();
     return;

