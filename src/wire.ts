@@ -13,6 +13,8 @@
  * - `Idempotency-Status: {"k0":"replayed","k2":"executed"}`: what the server did with each key it saw.
  *   A key the client sent that is missing here was never seen by an idempotent procedure.
  *   With httpBatchStreamLink the head is written before any procedure runs: the value is then `deferred`.
+ * - `Idempotency-Statuses: ["executed",null,"replayed"]` on a batch: the same per call, a JSON array indexed by
+ *   batch position, `null` where a call had no key. It tells apart two calls that sent the same key in one batch.
  * - `Idempotent-Replayed: true` when the request had a single call and it was a replay (as Stripe does).
  * - `Retry-After: <seconds>` when a call got CONFLICT because its key is in progress.
  * - `Idempotency-Status: {}` when the request carried keys that no idempotent procedure saw.
@@ -21,10 +23,11 @@
 export const KEY_HEADER = 'idempotency-key';
 export const KEYS_HEADER = 'idempotency-keys';
 export const STATUS_HEADER = 'idempotency-status';
+export const STATUSES_HEADER = 'idempotency-statuses';
 export const REPLAYED_HEADER = 'idempotent-replayed';
 export const RETRY_AFTER_HEADER = 'retry-after';
 /** Response headers a cross-origin browser client needs to read. */
-export const EXPOSED_HEADERS = ['idempotency-status', 'idempotent-replayed', 'retry-after'] as const;
+export const EXPOSED_HEADERS = ['idempotency-status', 'idempotency-statuses', 'idempotent-replayed', 'retry-after'] as const;
 
 /** Value of `Idempotency-Status` when the response head was sent before the calls ran (streaming). */
 export const STATUS_DEFERRED = 'deferred';

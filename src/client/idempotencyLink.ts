@@ -4,7 +4,7 @@ import type { AnyRouter } from '@trpc/server';
 import { observable } from '@trpc/server/observable';
 import { MAX_KEY_LENGTH } from '../wire';
 import { generateUuidV4 } from './generateKey';
-import { wasKeySent } from './headers';
+import { batchPositionOf, wasKeySent } from './headers';
 import { readKeyStatus } from './responseStatus';
 import type { IdempotencyWarning } from './types';
 import { createWarnOnce } from './warnings';
@@ -91,7 +91,7 @@ export const idempotencyLink = <TRouter extends AnyRouter = AnyRouter>(
 
         /** Records what the server did with the key; returns what `onWarning` threw, if it threw. */
         const settle = (meta: unknown, error?: TRPCClientError<any>): unknown => {
-          const found = readKeyStatus(meta, key);
+          const found = readKeyStatus(meta, key, batchPositionOf(context));
           const status = found.kind === 'reported' ? found.status : null;
           const replayed = status !== null ? status === 'replayed' : found.kind === 'not_seen' ? false : null;
           if (info) Object.assign(info, { replayed, status });

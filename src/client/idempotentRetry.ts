@@ -4,6 +4,7 @@ import { readKeyStatus, readRetryAfterMs, responseHeaders } from './responseStat
 import type { IdempotencyWarning } from './types';
 import { createWarnOnce } from './warnings';
 import { DEFAULTS } from '../constants';
+import { batchPositionOf } from './headers';
 
 /** What `retryLink` passes to `retry`. */
 export interface IdempotentRetryFnOptions {
@@ -107,7 +108,7 @@ export const idempotentRetry = (options: IdempotentRetryOptions = {}): Idempoten
       }
       return NO;
     }
-    return decideKeyed(error, key);
+    return decideKeyed(error, op);
   };
 
   return {
@@ -129,11 +130,12 @@ const UNKEYED =
   'trpc-idempotency: idempotentRetry() did not retry a failed mutation because it has no idempotency key. ' +
   'Add idempotencyLink() to `links`, before retryLink().';
 
-const decideKeyed = (error: TRPCClientError<any>, key: string): Decision => {
+const decideKeyed = (error: TRPCClientError<any>, op: Operation): Decision => {
+  const key = op.context.idempotencyKey as string;
   const data = error.data as { code?: unknown; httpStatus?: unknown; idempotency?: IdempotencyErrorData } | undefined;
   const headers = responseHeaders(error.meta);
   if (headers === undefined && !data) return { retry: true }; // no response: network error
-  const found = readKeyStatus(error.meta, key);
+  const found = readKeyStatus(error.meta, key, batchPositionOf(op.context));
   const keyStatus = found.kind === 'reported' ? found.status : undefined;
   const reason = data?.idempotency?.reason;
   // A stored outcome is final and a mismatch never heals; a key the server never processed means it may not be

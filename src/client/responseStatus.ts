@@ -1,5 +1,5 @@
 import type { KeyStatus } from '../wire';
-import { REPLAYED_HEADER, RETRY_AFTER_HEADER, STATUS_DEFERRED, STATUS_HEADER } from '../wire';
+import { REPLAYED_HEADER, RETRY_AFTER_HEADER, STATUS_DEFERRED, STATUS_HEADER, STATUSES_HEADER } from '../wire';
 
 /** What a response said about one key. */
 export type ResponseKeyStatus =
@@ -25,10 +25,15 @@ export const responseHeaders = (meta: unknown): HeadersEsque | null | undefined 
   return typeof headers?.get === 'function' ? (headers as HeadersEsque) : null;
 };
 
-/** @internal Reads `Idempotency-Status` (or Stripe's `Idempotent-Replayed`) for `key` from a link result's meta. */
-export const readKeyStatus = (meta: unknown, key: string): ResponseKeyStatus => {
+/**
+ * @internal Reads what the server did with `key` from a link result's meta: `Idempotency-Statuses` at the call's
+ * batch `position` when both are known, else `Idempotency-Status` (or Stripe's `Idempotent-Replayed`).
+ */
+export const readKeyStatus = (meta: unknown, key: string, position?: number): ResponseKeyStatus => {
   const headers = responseHeaders(meta);
   if (headers === undefined) return { kind: 'no_response' };
+  const byPosition = position === undefined ? undefined : readPosition(headers?.get(STATUSES_HEADER), position);
+  if (byPosition) return byPosition;
   const raw = headers?.get(STATUS_HEADER)?.trim();
   if (!raw) {
     return headers?.get(REPLAYED_HEADER)?.trim().toLowerCase() === 'true'
@@ -54,4 +59,17 @@ export const readRetryAfterMs = (meta: unknown, now: number = Date.now()): numbe
   if (/^\d+(\.\d+)?$/.test(raw)) return Math.round(Number(raw) * 1000);
   const date = Date.parse(raw);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+};
+
+const readPosition = (raw: string | null | undefined, position: number): ResponseKeyStatus | undefined => {
+  if (!raw) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(parsed)) return undefined;
+  const status: unknown = parsed[position];
+  return typeof status === 'string' ? { kind: 'reported', status: status as KeyStatus } : { kind: 'not_seen' };
 };

@@ -118,7 +118,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
     const fingerprint =
       options.fingerprint === false ? '' : options.fingerprint === true ? fingerprintInput(rawInput) : options.fingerprint(rawInput);
     const token = randomUUID();
-    const report = (status: KeyStatus, retryAfterMs?: number): void => reportKey(carrier, { key, status, retryAfterMs });
+    const report = (status: KeyStatus, retryAfterMs?: number): void => reportKey(carrier, { key, batchIndex: opts.batchIndex, status, retryAfterMs });
     const deadline = startedAt + options.waitTimeoutMs;
 
     for (;;) {

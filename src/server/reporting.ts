@@ -1,11 +1,13 @@
 import type { AnyRouter } from '@trpc/server';
 import type { ResponseMeta, ResponseMetaFn } from '@trpc/server/http';
 import type { KeyStatus } from '../wire';
-import { EXPOSED_HEADERS, REPLAYED_HEADER, RETRY_AFTER_HEADER, STATUS_DEFERRED, STATUS_HEADER } from '../wire';
+import { EXPOSED_HEADERS, REPLAYED_HEADER, RETRY_AFTER_HEADER, STATUS_DEFERRED, STATUS_HEADER, STATUSES_HEADER } from '../wire';
 import { findRequestHeaders } from './headers';
 
 interface RequestReport {
   statuses: Map<string, KeyStatus>;
+  /** The same by batch position: two calls of one batch may share a key. */
+  byIndex: (KeyStatus | null)[];
   retryAfterMs: number;
 }
 
@@ -20,15 +22,17 @@ export const rememberHeaderName = (headerName: string): void => {
 
 export interface KeyReport {
   key: string;
+  batchIndex: number;
   status: KeyStatus;
   retryAfterMs?: number | undefined;
 }
 
-export const reportKey = (carrier: object | undefined, { key, status, retryAfterMs }: KeyReport): void => {
+export const reportKey = (carrier: object | undefined, { key, batchIndex, status, retryAfterMs }: KeyReport): void => {
   if (!carrier) return;
   let report = reports.get(carrier);
-  if (!report) reports.set(carrier, (report = { statuses: new Map(), retryAfterMs: 0 }));
+  if (!report) reports.set(carrier, (report = { statuses: new Map(), byIndex: [], retryAfterMs: 0 }));
   report.statuses.set(key, status);
+  report.byIndex[batchIndex] = status;
   if (retryAfterMs !== undefined) report.retryAfterMs = Math.max(report.retryAfterMs, retryAfterMs);
 };
 
@@ -79,6 +83,7 @@ export const idempotencyResponseMeta = <TRouter extends AnyRouter = AnyRouter>(
       return { ...base, headers };
     }
     headers.set(STATUS_HEADER, JSON.stringify(Object.fromEntries(report.statuses)));
+    if (opts.info?.isBatchCall) headers.set(STATUSES_HEADER, JSON.stringify(Array.from(report.byIndex, (s) => s ?? null)));
     const single = opts.info?.isBatchCall !== true && report.statuses.size === 1;
     if (single && [...report.statuses.values()][0] === 'replayed') headers.set(REPLAYED_HEADER, 'true');
     if (report.retryAfterMs > 0) headers.set(RETRY_AFTER_HEADER, String(Math.ceil(report.retryAfterMs / 1000)));

@@ -83,6 +83,23 @@ describe('idempotencyLink end to end (real server, real @trpc/client)', () => {
     expect(JSON.parse(String(batch[0]?.['idempotency-keys']))).toEqual([infos[0]?.key, 'k-two', infos[2]?.key]);
   });
 
+  it('tells apart two calls that share one key inside one batch (Idempotency-Statuses by position)', async () => {
+    const client = batchClient();
+    await client.create.mutate({ n: 7 }, { context: { idempotencyKey: 'k-done' } });
+    const infos: IdempotencyCallInfo[] = [{}, {}, {}];
+    const results = await Promise.allSettled([
+      client.create.mutate({ n: 8 }, { context: { idempotencyKey: 'k-twice', idempotency: infos[0] } }),
+      client.create.mutate({ n: 7 }, { context: { idempotencyKey: 'k-done', idempotency: infos[1] } }),
+      client.create.mutate({ n: 8 }, { context: { idempotencyKey: 'k-twice', idempotency: infos[2] } }),
+    ]);
+    expect(server.headersFor('create,create,create')).toHaveLength(1);
+    // The batch's calls run concurrently: the first 'k-twice' runs, the second finds it in progress.
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected']);
+    expect(infos.map((i) => i.status)).toEqual(['executed', 'replayed', 'in_progress']);
+    expect(infos.map((i) => i.replayed)).toEqual([false, true, false]);
+    expect(server.runs.create).toBe(2);
+  });
+
   it('reports a replayed error, per call, through TRPCClientError meta', async () => {
     const onReplay = vi.fn();
     const client = batchClient(onReplay);
