@@ -1,0 +1,231 @@
+/**
+ * The benchmark itself; `bench/run.ts` bundles it (with src/) and runs the bundle. See run.ts for the flags.
+ * Variants run interleaved round by round; figures are medians over rounds.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { Redis } from 'ioredis';
+import type { BenchApp, Scenario, StoreKind, Transport, Variant } from './app';
+import { buildApp, procedurePath } from './app';
+import type { CommandCount, CommandMeter } from './commands';
+import { createCommandMeter } from './commands';
+import type { CallFn, HttpTarget, Window } from './load';
+import { inProcessCall, median, runWindow, startHttp } from './load';
+import type { BenchRedis } from './redisServer';
+import { startBenchRedis } from './redisServer';
+import type { Row, Target } from './report';
+import { checkTargets, machineInfo, printTable } from './report';
+
+const VARIANTS: readonly Variant[] = ['bare', 'ours', 'baseline'];
+const CONCURRENCIES = [1, 64] as const;
+const REPLAY_POOL = 256;
+
+interface Cell {
+  store: StoreKind;
+  transport: Transport;
+  scenario: Scenario;
+  concurrency: number;
+  calls: Record<Variant, CallFn>;
+  keys: Record<Variant, (seq: number) => string>;
+  app: BenchApp;
+}
+
+interface Measured {
+  window: Window;
+  /** This process's CPU time per call (client loop included; for HTTP, client and server), in µs. */
+  nodeCpuUs: number;
+  /** redis-server CPU time per call, in µs (Redis rows only). */
+  redisCpuUs?: number;
+  commands?: CommandCount;
+}
+
+const main = async (): Promise<void> => {
+  const args = parseArgs(process.argv.slice(2));
+  // HTTP calls are ~40x slower than in-process ones: their windows are longer so each holds enough calls.
+  const plan = args.quick
+    ? { rounds: 3, windowMs: 100, httpWindowMs: 200, warmupMs: 60 }
+    : { rounds: 7, windowMs: 250, httpWindowMs: 500, warmupMs: 150 };
+  const stores: StoreKind[] = args.only ? [args.only] : ['memory', 'redis'];
+
+  let redisServer: BenchRedis | undefined;
+  let redis: Redis | undefined;
+  let meter: CommandMeter | undefined;
+  const https: HttpTarget[] = [];
+  const cleanup = async (): Promise<void> => {
+    await Promise.all(https.map((h) => h.close()));
+    redis?.disconnect();
+    await redisServer?.stop();
+  };
+  process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+
+  try {
+    if (stores.includes('redis')) {
+      redisServer = await startBenchRedis();
+      redis = new Redis({ host: '127.0.0.1', port: redisServer.port, maxRetriesPerRequest: 1 });
+      await redis.ping();
+      meter = createCommandMeter(redisServer, redis);
+    }
+    const machine = machineInfo(redisServer?.version);
+    console.log(
+      `trpc-idempotency bench (${args.quick ? 'quick' : 'full'}): ${plan.rounds} rounds, windows of ${plan.windowMs} ms ` +
+        `(HTTP ${plan.httpWindowMs} ms) per variant, interleaved\n` +
+        `machine: ${machine.cpu}, ${machine.cores} cores, load ${machine.loadAvg.join(' ')}, Node ${machine.node}, Redis ${machine.redis}`,
+    );
+
+    let unique = 0;
+    const runId = Date.now().toString(36);
+    const cells: Cell[] = [];
+    for (const store of stores) {
+      for (const transport of ['in-process', 'http'] as const) {
+        const app = buildApp({ store, transport, redis });
+        let http: HttpTarget | undefined;
+        if (transport === 'http') https.push((http = await startHttp(app, 64)));
+        for (const scenario of ['fresh', 'replay'] as const) {
+          for (const concurrency of CONCURRENCIES) {
+            const cellId = cells.length;
+            const calls = {} as Record<Variant, CallFn>;
+            const keys = {} as Record<Variant, (seq: number) => string>;
+            for (const variant of VARIANTS) {
+              const path = procedurePath(variant, scenario);
+              calls[variant] = http ? http.call(path) : inProcessCall(app, path);
+              const fresh = (): string => `f.${runId}.${(unique++).toString(36)}`;
+              if (scenario === 'fresh' || variant === 'bare') {
+                keys[variant] = fresh;
+              } else {
+                const pool = Array.from({ length: REPLAY_POOL }, (_, i) => `r.${runId}.${cellId}.${variant}.${i}`);
+                for (const key of pool) await calls[variant](key); // completes each key once
+                keys[variant] = (seq) => pool[seq % REPLAY_POOL] as string;
+              }
+            }
+            cells.push({ store, transport, scenario, concurrency, calls, keys, app });
+          }
+        }
+      }
+    }
+
+    const results = new Map<string, Measured[]>();
+    const startedAt = Date.now();
+    for (let round = -1; round < plan.rounds; round++) {
+      const warmup = round < 0;
+      for (const cell of cells) {
+        // bare, ours, baseline, then ours, baseline, bare, ...: each variant takes each slot in turn.
+        const shift = warmup ? 0 : round % VARIANTS.length;
+        for (let i = 0; i < VARIANTS.length; i++) {
+          const variant = VARIANTS[(i + shift) % VARIANTS.length] as Variant;
+          const measured = await measure(cell, variant, {
+            durationMs: warmup ? plan.warmupMs : cell.transport === 'http' ? plan.httpWindowMs : plan.windowMs,
+            meter,
+          });
+          if (warmup) continue;
+          const id = rowId(cell, variant);
+          results.set(id, [...(results.get(id) ?? []), measured]);
+        }
+      }
+      if (!warmup) process.stdout.write(`  round ${round + 1}/${plan.rounds} done (${((Date.now() - startedAt) / 1000).toFixed(0)} s)\n`);
+    }
+
+    const rows = summarize(cells, results);
+    printTable(rows);
+    const targets = checkTargets(rows);
+    for (const target of targets) console.log(formatTarget(target));
+    const failed = targets.filter((t) => t.status === 'FAIL');
+
+    const out = args.out ?? '.bench-out/results.json';
+    mkdirSync(dirname(out), { recursive: true });
+    writeFileSync(
+      out,
+      `${JSON.stringify({ machine, mode: args.quick ? 'quick' : 'full', plan, date: new Date().toISOString(), rows, targets }, null, 2)}\n`,
+    );
+    console.log(`figures written to ${out}`);
+    if (failed.length > 0 && args.check) process.exitCode = 1;
+  } finally {
+    await cleanup();
+  }
+};
+
+// ---- internal helpers ----
+
+const rowId = (cell: Cell, variant: Variant): string =>
+  `${cell.scenario}|${cell.store}|${cell.transport}|${cell.concurrency}|${variant}`;
+
+/** One window of one variant, with its correctness checked: replays must run nothing, fresh calls everything. */
+const measure = async (cell: Cell, variant: Variant, opts: { durationMs: number; meter: CommandMeter | undefined }): Promise<Measured> => {
+  const { durationMs, meter } = opts;
+  const path = procedurePath(variant, cell.scenario);
+  const ranBefore = cell.app.executions.get(path) ?? 0;
+  const metered = cell.store === 'redis' ? meter : undefined;
+  await metered?.start();
+  const cpuBefore = process.cpuUsage();
+  const window = await runWindow(cell.calls[variant], cell.keys[variant], { concurrency: cell.concurrency, durationMs });
+  const cpu = process.cpuUsage(cpuBefore);
+  const commands = await metered?.stop(window.ops);
+  const nodeCpuUs = (cpu.user + cpu.system) / Math.max(1, window.ops);
+  const ran = (cell.app.executions.get(path) ?? 0) - ranBefore;
+  const expected = cell.scenario === 'replay' && variant !== 'bare' ? 0 : window.ops;
+  if (ran !== expected) {
+    throw new Error(`bench: ${path} (${cell.store}, ${cell.transport}) ran ${ran} times for ${window.ops} calls, expected ${expected}`);
+  }
+  return commands ? { window, nodeCpuUs, redisCpuUs: commands.redisCpuUs, commands } : { window, nodeCpuUs };
+};
+
+const summarize = (cells: Cell[], results: Map<string, Measured[]>): Row[] => {
+  const rows: Row[] = [];
+  for (const cell of cells) {
+    const runs = (variant: Variant): Measured[] => results.get(rowId(cell, variant)) ?? [];
+    const ratio = (variant: Variant, other: Variant): number =>
+      median(runs(variant).map((m, i) => m.window.opsPerSec / (runs(other)[i]?.window.opsPerSec ?? Number.NaN)));
+    for (const variant of VARIANTS) {
+      const measured = runs(variant);
+      const commands = measured.map((m) => m.commands).filter((c): c is CommandCount => c !== undefined);
+      rows.push({
+        scenario: cell.scenario,
+        store: cell.store,
+        transport: cell.transport,
+        concurrency: cell.concurrency,
+        variant,
+        opsPerSec: median(measured.map((m) => m.window.opsPerSec)),
+        p50Ms: median(measured.map((m) => m.window.p50Ms)),
+        p99Ms: median(measured.map((m) => m.window.p99Ms)),
+        vsBare: ratio(variant, 'bare'),
+        vsBaseline: ratio(variant, 'baseline'),
+        commandsPerCall: commands.length ? median(commands.map((c) => c.perCall)) : undefined,
+        redisCommandsPerCall: commands.length ? median(commands.map((c) => c.totalPerCall)) : undefined,
+        nodeCpuUsPerCall: median(measured.map((m) => m.nodeCpuUs)),
+        redisCpuUsPerCall: commands.length ? median(commands.map((c) => c.redisCpuUs)) : undefined,
+        rounds: measured.map((m) => ({ ...m.window, nodeCpuUs: m.nodeCpuUs, ...(m.commands ? { commands: m.commands } : {}) })),
+      });
+    }
+  }
+  return rows;
+};
+
+const formatTarget = (target: Target): string =>
+  `${target.status.padEnd(4)} ${target.name}: ${target.detail}`;
+
+interface Args {
+  quick: boolean;
+  check: boolean;
+  out: string | undefined;
+  only: StoreKind | undefined;
+}
+
+const parseArgs = (argv: string[]): Args => {
+  const args: Args = { quick: false, check: true, out: undefined, only: undefined };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--quick') args.quick = true;
+    else if (arg === '--no-check') args.check = false;
+    else if (arg === '--out') args.out = argv[++i];
+    else if (arg === '--only') {
+      const only = argv[++i];
+      if (only !== 'memory' && only !== 'redis') throw new Error('bench: --only takes memory or redis');
+      args.only = only;
+    } else throw new Error(`bench: unknown argument ${String(arg)} (use --quick, --no-check, --out FILE, --only memory|redis)`);
+  }
+  return args;
+};
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 2;
+});
