@@ -116,6 +116,23 @@ describe('createIdempotency', () => {
       expect(Object.keys(replay)).toContain('missing');
     });
 
+    it('replays a circular value with its cycle intact (superjson keeps referential equality)', async () => {
+      const { api, runs, returns, log } = setup();
+      returns(() => {
+        const node: { name: string; self?: unknown; list: unknown[] } = { name: 'loop', list: [] };
+        node.self = node;
+        node.list.push(node);
+        return node;
+      });
+      await api().make();
+      const replay = (await api().make()) as { name: string; self: unknown; list: unknown[] };
+      expect(runs()).toBe(1);
+      expect(log.ofType('not_stored')).toHaveLength(0);
+      expect(replay.name).toBe('loop');
+      expect(replay.self).toBe(replay);
+      expect(replay.list[0]).toBe(replay);
+    });
+
     it('replays undefined and null results', async () => {
       const { api, runs, returns } = setup();
       returns(() => undefined);
