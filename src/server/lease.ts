@@ -21,7 +21,7 @@ export interface Lease {
 
 /**
  * Keeps a claim alive while the procedure runs: renews every `lockTtlMs / 3`, so a fast procedure costs no
- * renewal at all. If renewal fails, it keeps trying until the lease would have run out, then gives up.
+ * renewal at all. If renewal fails or never answers, it keeps trying until the lease would have run out, then gives up.
  */
 export const holdLease = (options: LeaseOptions): Lease => {
   const { store, clock, id, token, lockTtlMs } = options;
@@ -29,11 +29,23 @@ export const holdLease = (options: LeaseOptions): Lease => {
   const interval = Math.max(1, Math.floor(lockTtlMs / 3));
   let confirmedUntil = clock.now() + lockTtlMs;
   let timer: TimerHandle | undefined;
+  /** Fires when the last confirmed lease runs out: a renewal that never answers must not keep the owner in the dark. */
+  let expiry: TimerHandle | undefined;
   let stopped = false;
+
+  const clearTimers = (): void => {
+    if (timer !== undefined) clock.clearTimeout(timer);
+    if (expiry !== undefined) clock.clearTimeout(expiry);
+  };
+  const armExpiry = (): void => {
+    if (expiry !== undefined) clock.clearTimeout(expiry);
+    expiry = clock.setTimeout(() => lose('unreachable'), Math.max(0, confirmedUntil - clock.now()));
+  };
 
   const lose = (reason: 'lost' | 'unreachable', error?: unknown): void => {
     if (stopped) return;
     stopped = true;
+    clearTimers();
     controller.abort(
       new IdempotencyError('LEASE_LOST', `the lease on this idempotency key was lost (${reason}); stop writing`, { cause: error }),
     );
@@ -48,6 +60,7 @@ export const holdLease = (options: LeaseOptions): Lease => {
       if (stopped) return;
       if (outcome.status === 'lost') return lose('lost');
       confirmedUntil = startedAt + lockTtlMs;
+      armExpiry();
     } catch (error) {
       if (stopped) return;
       options.onRenewError(error);
@@ -61,11 +74,12 @@ export const holdLease = (options: LeaseOptions): Lease => {
   };
 
   schedule();
+  armExpiry();
   return {
     signal: controller.signal,
     stop: () => {
       stopped = true;
-      if (timer !== undefined) clock.clearTimeout(timer);
+      clearTimers();
     },
   };
 };
