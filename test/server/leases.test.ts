@@ -132,6 +132,22 @@ describe('createIdempotency', () => {
       await first;
     });
 
+    it('aborts the signal by the end of the lease when a renewal never answers', async () => {
+      const s = setup({ renew: () => new Promise(() => undefined) });
+      const first = s.api().work();
+      await s.started[0]?.promise;
+      const signal = s.executions[0]?.signal as AbortSignal;
+      await s.clock.advance(LOCK_TTL - 1);
+      expect(signal.aborted).toBe(false);
+      await s.clock.advance(1);
+      // The store's lease is over and another caller may take the key: the owner must know.
+      expect(signal.aborted).toBe(true);
+      expect(s.log.ofType('lease_lost')).toEqual([expect.objectContaining({ phase: 'renew' })]);
+      s.gates[0]?.resolve();
+      await first;
+      expect(s.clock.pending()).toBe(0);
+    });
+
     it("keeps the new owner's result when a finisher that lost its lease completes late", async () => {
       const s = setup({ renew: () => Promise.reject(new Error('store unreachable')) });
       const stale = s.api().work();
