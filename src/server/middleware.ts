@@ -105,8 +105,12 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
     }
     if (key === undefined) {
       if (options.required) {
-        const where = options.inputKey ? `the ${options.headerName} header or input field "${options.inputKey}"` : `the ${options.headerName} header`;
-        throw toTRPCError(new IdempotencyError('KEY_MISSING', `mutation "${path}" requires an idempotency key in ${where}`));
+        const where = options.getKey
+          ? 'from getKey'
+          : options.inputKey
+            ? `in the ${options.headerName} header or input field "${options.inputKey}"`
+            : `in the ${options.headerName} header`;
+        throw toTRPCError(new IdempotencyError('KEY_MISSING', `mutation "${path}" requires an idempotency key ${where}`));
       }
       return opts.next({ ctx: { idempotency: null } });
     }
