@@ -255,6 +255,22 @@ describe('createIdempotency', () => {
     });
   });
 
+  describe('required keys', () => {
+    it('names getKey, not the header, when getKey finds no key and one is required', async () => {
+      const { caller, runs } = setup({ required: true, getKey: ({ ctx }) => ctx.key });
+      const error = await trpcErrorOf(caller({ headers: { 'idempotency-key': 'ignored' } }).create({ n: 1 }));
+      expect(error.code).toBe('BAD_REQUEST');
+      expect(error.message).toMatch(/requires an idempotency key from getKey/);
+      expect(runs.create).toBe(0);
+    });
+
+    it('names the header and the input field when both are sources', async () => {
+      const { caller } = setup({ required: true, inputKey: 'idempotencyKey' });
+      const error = await trpcErrorOf(caller({}).create({ n: 1 }));
+      expect(error.message).toMatch(/the idempotency-key header or input field "idempotencyKey"/);
+    });
+  });
+
   describe('record ids', () => {
     it('never passes the raw key to the store, and derives different ids per scope and path', async () => {
       const { caller, spy } = setup({ scope: ({ ctx }) => ctx.user });
