@@ -70,6 +70,35 @@ describe('createIdempotency', () => {
     });
   });
 
+  describe('when the memory store is full of live claims', () => {
+    const full = async (onStoreError: 'fail-closed' | 'fail-open') => {
+      const t = createT();
+      const clock = createManualClock();
+      const store = createMemoryStore({ clock, maxEntries: 1 });
+      const { idempotent } = createIdempotency<TestContext>({ store, clock, onStoreError });
+      let runs = 0;
+      const router = t.router({ charge: t.procedure.use(idempotent()).mutation(() => ++runs) });
+      const api = (key: string) => t.createCallerFactory(router)({ headers: { 'idempotency-key': key } });
+      // A live claim on another record holds the only slot.
+      await store.claim({ id: 'another-record', token: 'held', fingerprint: '', lockTtlMs: 60_000 });
+      return { api, runs: () => runs };
+    };
+
+    it('answers SERVICE_UNAVAILABLE for a new key and does not run it', async () => {
+      const s = await full('fail-closed');
+      const error = await trpcErrorOf(s.api('other').charge());
+      expect(error.code).toBe('SERVICE_UNAVAILABLE');
+      expect(error.message).toMatch(/memory store is full/);
+      expect(s.runs()).toBe(0);
+    });
+
+    it("runs a new key unguarded with onStoreError: 'fail-open'", async () => {
+      const s = await full('fail-open');
+      expect(await s.api('other').charge()).toBe(1);
+      expect(await s.api('other').charge()).toBe(2);
+    });
+  });
+
   describe('when the store fails to complete', () => {
     it('retries complete, returns the result and stores it when a later attempt succeeds', async () => {
       let failures = 2;
