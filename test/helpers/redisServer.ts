@@ -34,6 +34,18 @@ export const hasRedisServer = (): boolean => spawnSync('redis-server', ['--versi
 
 /** Spawns `redis-server` on a free port in a temp dir, without persistence, and waits until it answers PING. */
 export const startRedisServer = async (options: RedisServerOptions = {}): Promise<RedisServer> => {
+  // Another test file may grab the same free port between our check and redis-server's bind: then our process
+  // exits (or someone else's answers) and we try another port.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await startOnce(options);
+    } catch (error) {
+      if (!(error instanceof PortTakenError) || attempt >= 5) throw error;
+    }
+  }
+};
+
+const startOnce = async (options: RedisServerOptions): Promise<RedisServer> => {
   const port = await findFreePort(options.clusterBus ?? false);
   const dir = mkdtempSync(join(tmpdir(), `trpc-idem-redis-${port}-`));
   const host = '127.0.0.1';
@@ -42,7 +54,7 @@ export const startRedisServer = async (options: RedisServerOptions = {}): Promis
   const launch = async (): Promise<void> => {
     const args = ['--port', String(port), '--bind', host, '--save', '', '--appendonly', 'no', '--dir', dir];
     child = spawn('redis-server', [...args, '--daemonize', 'no', ...(options.args ?? [])], { stdio: 'ignore' });
-    await waitForPing(host, port, child);
+    await waitForOwnServer(host, port, child);
   };
   const kill = async (): Promise<void> => {
     const running = child;
@@ -54,7 +66,13 @@ export const startRedisServer = async (options: RedisServerOptions = {}): Promis
     await exited;
   };
 
-  await launch();
+  try {
+    await launch();
+  } catch (error) {
+    await kill();
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   return {
     host,
     port,
@@ -73,7 +91,8 @@ export const startRedisServer = async (options: RedisServerOptions = {}): Promis
 /** A free TCP port on 127.0.0.1 (and `port + 10000` too when a cluster bus needs it). */
 export const findFreePort = async (clusterBus: boolean): Promise<number> => {
   for (let attempt = 0; attempt < 200; attempt++) {
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    // Below the Linux ephemeral range (32768+), where client sockets could hold or self-connect to the port.
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
     if (port === 6379) continue;
     if ((await isFree(port)) && (!clusterBus || (await isFree(port + 10_000)))) return port;
   }
@@ -89,25 +108,37 @@ const isFree = (port: number): Promise<boolean> =>
     server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
 
-const ping = (host: string, port: number): Promise<boolean> =>
+class PortTakenError extends Error {}
+
+/** The process id of the redis-server answering on host:port (INFO server), or undefined when none answers. */
+const serverPid = (host: string, port: number): Promise<number | undefined> =>
   new Promise((resolve) => {
     const socket = createConnection({ host, port });
-    const done = (ok: boolean): void => {
+    let reply = '';
+    const done = (pid: number | undefined): void => {
       socket.destroy();
-      resolve(ok);
+      resolve(pid);
     };
-    socket.setTimeout(500, () => done(false));
-    socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('PING\r\n'));
-    socket.once('data', (data) => done(data.toString().startsWith('+PONG')));
+    socket.setTimeout(500, () => done(undefined));
+    socket.once('error', () => done(undefined));
+    socket.once('connect', () => socket.write('INFO server\r\n'));
+    socket.on('data', (data) => {
+      reply += data.toString();
+      const match = /process_id:(\d+)/.exec(reply);
+      if (match) done(Number(match[1]));
+      else if (reply.startsWith('-')) done(undefined);
+    });
   });
 
-const waitForPing = async (host: string, port: number, child: ChildProcess): Promise<void> => {
+/** Waits until the redis-server we spawned (not another one on the same port) answers. */
+const waitForOwnServer = async (host: string, port: number, child: ChildProcess): Promise<void> => {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`redis-server on port ${port} exited with code ${child.exitCode}`);
-    if (await ping(host, port)) return;
+    if (child.exitCode !== null) throw new PortTakenError(`redis-server on port ${port} exited with code ${child.exitCode}`);
+    const pid = await serverPid(host, port);
+    if (pid === child.pid) return;
+    if (pid !== undefined) throw new PortTakenError(`port ${port} is served by another redis-server (pid ${pid})`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  throw new Error(`redis-server on port ${port} did not answer PING within 10 s`);
+  throw new Error(`redis-server on port ${port} did not answer within 10 s`);
 };

@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -48,11 +47,14 @@ describe.runIf(redisTarget().canSpawn)('createRedisStore when Redis is down or s
   });
   afterEach(async () => {
     server.resume();
-    if (redis.status !== 'ready') {
-      await server.restart().catch(() => {});
-      await once(redis, 'ready');
-    }
+    if (redis.status !== 'ready') await restartAndReconnect();
   });
+  /** Restarts the server and waits for the client to be ready (listening first: ioredis may be quicker). */
+  const restartAndReconnect = async (): Promise<void> => {
+    const ready = new Promise<void>((resolve) => redis.once('ready', () => resolve()));
+    await server.restart().catch(() => {});
+    if (redis.status !== 'ready') await ready;
+  };
   afterAll(async () => {
     await store.close();
     redis.disconnect();
@@ -75,8 +77,7 @@ describe.runIf(redisTarget().canSpawn)('createRedisStore when Redis is down or s
     await sleep(300); // calls keep failing fast while ioredis reconnects in the background
     expect(await failsUnavailable(() => claim(randomUUID()))).toBeLessThan(operationTimeoutMs + slackMs);
 
-    await server.restart();
-    await once(redis, 'ready');
+    await restartAndReconnect();
     // The same store, untouched: the first call after the reconnect succeeds.
     const fresh = randomUUID();
     expect((await claim(fresh)).status).toBe('acquired');
