@@ -140,6 +140,22 @@ describe('createIdempotency', () => {
       expect(s.runs()).toBe(1);
     });
 
+    it('gives waiters CONFLICT not_stored when the first result was too large to keep', async () => {
+      const s = setup({ onInProgress: 'wait', maxResultBytes: 10 });
+      s.behave(() => 'x'.repeat(100));
+      const first = s.caller().pay();
+      await s.started;
+      const waiters = Array.from({ length: 10 }, () => trpcErrorOf(s.caller().pay()));
+      await s.clock.advance(0);
+      s.open();
+      expect(await first).toBe('x'.repeat(100));
+      for (const error of await Promise.all(waiters)) {
+        expect(error.code).toBe('CONFLICT');
+        expect(idempotencyErrorData(error)?.reason).toBe('not_stored');
+      }
+      expect(s.runs()).toBe(1);
+    });
+
     it('lets exactly one waiter run again when the first call is released', async () => {
       const s = setup({ onInProgress: 'wait' });
       s.behave((run) => {

@@ -1,7 +1,7 @@
 import { TRPCError } from '@trpc/server';
 import { describe, expect, it } from 'vitest';
 import { createIdempotency, createMemoryStore, idempotencyErrorData, isIdempotencyError } from '../../src/index';
-import type { IdempotencyExecution, IdempotencyStore } from '../../src/index';
+import type { IdempotencyExecution, IdempotencyOptions, IdempotencyStore } from '../../src/index';
 import { createManualClock } from '../helpers/manualClock';
 import type { Deferred, TestContext } from './helpers';
 import { createT, deferred, eventLog, spyStore, trpcErrorOf } from './helpers';
@@ -9,13 +9,13 @@ import { createT, deferred, eventLog, spyStore, trpcErrorOf } from './helpers';
 const LOCK_TTL = 3_000;
 
 /** `work` runs until the test opens its gate; every run's ctx.idempotency is kept. */
-const setup = (overrides: Partial<IdempotencyStore> = {}) => {
+const setup = (overrides: Partial<IdempotencyStore> = {}, options: IdempotencyOptions<TestContext> = {}) => {
   const t = createT();
   const clock = createManualClock();
   const inner = createMemoryStore({ clock });
   const spy = spyStore(inner, overrides);
   const log = eventLog();
-  const { idempotent } = createIdempotency<TestContext>({ store: spy.store, clock, lockTtlMs: LOCK_TTL, onEvent: log.onEvent });
+  const { idempotent } = createIdempotency<TestContext>({ store: spy.store, clock, lockTtlMs: LOCK_TTL, onEvent: log.onEvent, ...options });
   const executions: IdempotencyExecution[] = [];
   const gates: Deferred[] = [];
   const started: Deferred[] = Array.from({ length: 10 }, () => deferred());
@@ -110,6 +110,20 @@ describe('createIdempotency', () => {
       expect(await next).toEqual({ run: 0 });
       // The crashed owner can no longer write.
       expect(await s.inner.complete({ id, token: 'crashed-owner', result: 'late', ttlMs: 1_000 })).toEqual({ status: 'lost' });
+    });
+
+    it("takes over a crashed owner's key when the lease runs out while a duplicate waits", async () => {
+      const s = setup({}, { onInProgress: 'wait', waitTimeoutMs: 10_000 });
+      const id = await s.idOf('crash-wait');
+      await s.inner.claim({ id, token: 'crashed-owner', fingerprint: '', lockTtlMs: LOCK_TTL });
+      const waiting = s.api('crash-wait').work();
+      await s.clock.advance(LOCK_TTL - 1);
+      expect(s.executions).toHaveLength(0);
+      await s.clock.advance(1);
+      await s.started[0]?.promise;
+      expect(s.executions[0]?.takeover).toBe(true);
+      s.gates[0]?.resolve();
+      expect(await waiting).toEqual({ run: 0 });
     });
 
     it('aborts ctx.idempotency.signal and reports lease_lost when renew says lost', async () => {
