@@ -7,7 +7,7 @@ import superjson from 'superjson';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createIdempotency, createMemoryStore, idempotencyResponseMeta, idempotent } from '../../src/index';
-import type { IdempotencyStore } from '../../src/index';
+import type { IdempotencyOptions, IdempotencyStore } from '../../src/index';
 import type { Deferred, TestServer } from './helpers';
 import { createT, deferred, rejectionOf, startServer } from './helpers';
 
@@ -18,9 +18,9 @@ declare module '@trpc/client' {
   }
 }
 
-const buildRouter = (store: IdempotencyStore = createMemoryStore()) => {
+const buildRouter = (store: IdempotencyStore = createMemoryStore(), options: IdempotencyOptions = {}) => {
   const t = createT();
-  const { idempotent: guard } = createIdempotency({ store });
+  const { idempotent: guard } = createIdempotency({ store, ...options });
   const runs = { create: 0, slow: 0, ping: 0, zero: 0 };
   const gate: Deferred = deferred();
   const started: Deferred = deferred();
@@ -255,6 +255,31 @@ describe('createIdempotency', () => {
       expect(a2).toEqual(a1);
       expect(b2.run).not.toBe(b1.run);
       expect(app.runs.create).toBe(3);
+    });
+
+    it('reads a custom headerName and its batch form <name>s', async () => {
+      const app = buildRouter(createMemoryStore(), { headerName: 'X-Request-Id' });
+      const server = await startServer(app.router);
+      servers.push(server);
+      const batched = createTRPCClient<AppRouter>({
+        links: [
+          httpBatchLink({
+            url: server.url,
+            transformer: superjson,
+            headers: ({ opList }) => ({ 'X-Request-Ids': JSON.stringify(opList.map((op) => op.context.key ?? null)) }),
+          }),
+        ],
+      });
+      const single = createTRPCClient<AppRouter>({
+        links: [httpLink({ url: server.url, transformer: superjson, headers: ({ op }) => (op.context.key ? { 'X-Request-Id': op.context.key } : {}) })],
+      });
+      const [a, b] = await Promise.all([
+        batched.create.mutate({ n: 1 }, { context: { key: 'rid-a' } }),
+        batched.create.mutate({ n: 2 }, { context: { key: 'rid-b' } }),
+      ]);
+      expect(await single.create.mutate({ n: 2 }, { context: { key: 'rid-b' } })).toEqual(b);
+      expect(await single.create.mutate({ n: 1 }, { context: { key: 'rid-a' } })).toEqual(a);
+      expect(app.runs.create).toBe(2);
     });
 
     it('answers BAD_REQUEST for every call when Idempotency-Keys is not a JSON array', async () => {
