@@ -179,6 +179,16 @@ describe('createIdempotency', () => {
       expect(runs()).toBe(1);
     });
 
+    it('counts the limit in UTF-8 bytes, not characters', async () => {
+      const { api, runs, returns, log } = setup({ maxResultBytes: 150 });
+      const text = 'é'.repeat(100);
+      returns(() => text);
+      expect(await api().make()).toBe(text);
+      expect(log.ofType('not_stored')[0]?.bytes).toBeGreaterThan(200);
+      expect((await trpcErrorOf(api().make())).code).toBe('CONFLICT');
+      expect(runs()).toBe(1);
+    });
+
     it('keeps a result exactly at the limit', async () => {
       const { api, runs, returns } = setup({ maxResultBytes: 1024 });
       returns(() => 'ok');
