@@ -40,7 +40,11 @@ export const createWaitHub = (options: WaitHubOptions): WaitHub => {
 
   const subscriberConnection = (): Redis | Cluster => {
     if (subscriber) return subscriber;
-    const connection = client.isCluster ? (client as Cluster).duplicate() : (client as Redis).duplicate();
+    // The offline queue lets the first SUBSCRIBE wait for the new connection (calls stay bounded by the deadline),
+    // even when your client runs without one.
+    const connection = client.isCluster
+      ? (client as Cluster).duplicate([], { enableOfflineQueue: true })
+      : (client as Redis).duplicate({ enableOfflineQueue: true });
     connection.on('error', () => {
       // Reported through the calls that fail; ioredis reconnects and resubscribes on its own.
     });

@@ -114,6 +114,19 @@ describe('createRedisStore wait', () => {
     expect(settledAt).toBeGreaterThanOrEqual(completedAt);
   });
 
+  it('works when your client runs without an offline queue (the subscriber is a new connection)', async () => {
+    const redis = connectRedis({ enableOfflineQueue: false });
+    await new Promise<void>((resolve) => redis.once('ready', () => resolve()));
+    const store = createRedisStore({ redis, prefix: randomPrefix() });
+    opened.push({ store, redis });
+    const id = randomUUID();
+    await store.claim({ id, token: 'owner', fingerprint: '', lockTtlMs: 10_000 });
+    const waiting = store.wait({ id, timeoutMs: 5_000 });
+    await sleep(30);
+    await store.complete({ id, token: 'owner', result: 'r', ttlMs: 60_000 });
+    expect(await waiting).toEqual({ status: 'settled' });
+  });
+
   it('lets many concurrent waiters on many keys settle independently', async () => {
     const { store } = open();
     const ids = Array.from({ length: 20 }, () => randomUUID());
