@@ -1,3 +1,4 @@
+import superjson from 'superjson';
 import { describe, expect, it } from 'vitest';
 import { createIdempotency, createMemoryStore } from '../../src/index';
 import type { IdempotencyOptions } from '../../src/index';
@@ -190,10 +191,11 @@ describe('createIdempotency', () => {
     });
 
     it('keeps a result exactly at the limit', async () => {
-      const { api, runs, returns } = setup({ maxResultBytes: 1024 });
-      returns(() => 'ok');
+      const value = 'x'.repeat(50);
+      const { api, runs, returns } = setup({ maxResultBytes: Buffer.byteLength(superjson.stringify(value)) });
+      returns(() => value);
       await api().make();
-      expect(await api().make()).toBe('ok');
+      expect(await api().make()).toBe(value);
       expect(runs()).toBe(1);
     });
 
