@@ -127,6 +127,29 @@ describe('createRedisStore wait', () => {
     expect(await waiting).toEqual({ status: 'settled' });
   });
 
+  it('still wakes when its subscriber connection is killed and the completion is published meanwhile', async () => {
+    const name = `killed-sub-${randomUUID().slice(0, 8)}`;
+    const redis = connectRedis({ connectionName: name });
+    const store = createRedisStore({ redis, prefix: randomPrefix(), waitPollIntervalMs: 200 });
+    opened.push({ store, redis });
+    const id = randomUUID();
+    await store.claim({ id, token: 'owner', fingerprint: '', lockTtlMs: 10_000 });
+    const waiting = store.wait({ id, timeoutMs: 5_000 });
+    await sleep(30);
+    // Kill only this store's subscriber (it inherits the client's name and is the one with subscriptions).
+    const list = String(await redis.client('LIST'));
+    const subscriberIds = list
+      .split('\n')
+      .filter((line) => line.includes(`name=${name} `) && / sub=[1-9]/.test(line))
+      .map((line) => /id=(\d+)/.exec(line)?.[1]);
+    expect(subscriberIds).toHaveLength(1);
+    await redis.client('KILL', 'ID', subscriberIds[0] as string);
+    await store.complete({ id, token: 'owner', result: 'r', ttlMs: 60_000 });
+    const start = performance.now();
+    expect(await waiting).toEqual({ status: 'settled' });
+    expect(performance.now() - start).toBeLessThan(1_000);
+  });
+
   it('lets many concurrent waiters on many keys settle independently', async () => {
     const { store } = open();
     const ids = Array.from({ length: 20 }, () => randomUUID());
