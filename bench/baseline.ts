@@ -46,9 +46,17 @@ export const createRedisKv = (redis: Redis): BaselineKv => ({
   },
 });
 
-/** The seed on a Map, with expiry checked on read (as SET PX would). */
-export const createMapKv = (): BaselineKv => {
+/**
+ * The seed on a Map, with expiry checked on read (as SET PX would). Bounded like our memory store (10000
+ * entries by default) so the bench's heap stays flat; the seed simply drops the oldest key when full.
+ */
+export const createMapKv = (maxEntries = 10_000): BaselineKv => {
   const entries = new Map<string, { value: string; expiresAt: number }>();
+  const put = (key: string, value: string, ttlMs: number): void => {
+    entries.delete(key);
+    if (entries.size >= maxEntries) entries.delete(entries.keys().next().value as string);
+    entries.set(key, { value, expiresAt: Date.now() + ttlMs });
+  };
   const read = (key: string): string | null => {
     const entry = entries.get(key);
     if (!entry) return null;
@@ -60,11 +68,11 @@ export const createMapKv = (): BaselineKv => {
     get: async (key) => read(key),
     setNx: async (key, value, ttlMs) => {
       if (read(key) !== null) return false;
-      entries.set(key, { value, expiresAt: Date.now() + ttlMs });
+      put(key, value, ttlMs);
       return true;
     },
     set: async (key, value, ttlMs) => {
-      entries.set(key, { value, expiresAt: Date.now() + ttlMs });
+      put(key, value, ttlMs);
     },
     del: async (key) => {
       entries.delete(key);

@@ -41,10 +41,11 @@ interface Measured {
 
 const main = async (): Promise<void> => {
   const args = parseArgs(process.argv.slice(2));
-  // HTTP calls are ~40x slower than in-process ones: their windows are longer so each holds enough calls.
+  // Many short rounds rather than a few long ones: a burst of load from other processes then spoils a few
+  // windows, which the medians drop. HTTP calls are ~40x slower than in-process ones, so their windows are longer.
   const plan = args.quick
-    ? { rounds: 3, windowMs: 100, httpWindowMs: 200, warmupMs: 60 }
-    : { rounds: 7, windowMs: 250, httpWindowMs: 500, warmupMs: 150 };
+    ? { rounds: 5, windowMs: 60, httpWindowMs: 120, warmupMs: 60 }
+    : { rounds: 15, windowMs: 120, httpWindowMs: 240, warmupMs: 150 };
   const stores: StoreKind[] = args.only ? [args.only] : ['memory', 'redis'];
 
   let redisServer: BenchRedis | undefined;
@@ -154,6 +155,9 @@ const measure = async (cell: Cell, variant: Variant, opts: { durationMs: number;
   const path = procedurePath(variant, cell.scenario);
   const ranBefore = cell.app.executions.get(path) ?? 0;
   const metered = cell.store === 'redis' ? meter : undefined;
+  // Start every window with an empty young generation (run.ts passes --expose-gc), so a variant does not pay
+  // for the previous window's short-lived garbage. A scavenge takes ~1 ms; a full collection would take ~30.
+  (globalThis as { gc?: (options: { type: 'minor' }) => void }).gc?.({ type: 'minor' });
   await metered?.start();
   const cpuBefore = process.cpuUsage();
   const window = await runWindow(cell.calls[variant], cell.keys[variant], { concurrency: cell.concurrency, durationMs });

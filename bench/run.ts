@@ -27,7 +27,7 @@ const args = process.argv.slice(2);
 const run = async (): Promise<number> => {
   const main = join(here, 'main.ts');
   if (args.includes('--tsx')) {
-    return exec(process.execPath, [...process.execArgv, main, ...args.filter((a) => a !== '--tsx')]);
+    return exec(process.execPath, [...process.execArgv, '--expose-gc', main, ...args.filter((a) => a !== '--tsx')]);
   }
   const outfile = join(here, '..', '.bench-out', 'bench.mjs');
   mkdirSync(dirname(outfile), { recursive: true });
@@ -42,7 +42,7 @@ const run = async (): Promise<number> => {
     sourcemap: true,
     logLevel: 'warning',
   });
-  return exec(process.execPath, ['--enable-source-maps', outfile, ...args]);
+  return exec(process.execPath, ['--enable-source-maps', '--expose-gc', outfile, ...args]);
 };
 
 const exec = (command: string, argv: string[]): Promise<number> =>
