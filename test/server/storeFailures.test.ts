@@ -129,6 +129,23 @@ describe('createIdempotency', () => {
       expect(s.log.ofType('completed')).toHaveLength(0);
     });
 
+    it('keeps a retry from running again while the lease lasts when complete always fails', async () => {
+      const s = setup({ complete: failing('complete down') }, { lockTtlMs: 30_000 });
+      const call = s.api.charge();
+      await s.clock.advance(150);
+      await call;
+      const retry = await trpcErrorOf(s.api.charge());
+      expect(retry.code).toBe('CONFLICT');
+      expect(s.runs()).toBe(1);
+      // Once the unrenewed lease is over, the key is taken over (and ctx says so).
+      await s.clock.advance(30_000);
+      const takeover = s.api.charge();
+      await s.clock.advance(150);
+      await takeover;
+      expect(s.runs()).toBe(2);
+      expect(s.seen[1]?.takeover).toBe(true);
+    });
+
     it('does not retry complete when the store reports a corrupt record', async () => {
       const s = setup({ complete: () => Promise.reject(new IdempotencyError('RECORD_CORRUPT', 'bad')) });
       expect(await s.api.charge()).toEqual({ charged: 42, at: new Date(5) });
