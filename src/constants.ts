@@ -1,6 +1,6 @@
 /**
  * Every default of trpc-idempotency, in one place. Option types repeat these values in their `@default` tags;
- * `test/defaults.test.ts` checks that the two agree.
+ * `test/server/options.test.ts` checks that the two agree.
  */
 export const DEFAULTS = {
   /** Request header carrying the key. */

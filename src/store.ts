@@ -12,6 +12,9 @@
  *                          +---+ renew (same token) / claim after the lease expired (new token, takeover)
  *
  * Time is the store's own clock (the memory store's injected clock, Redis' `TIME`), never the caller's.
+ *
+ * A store bounds its own I/O: every call settles (or throws) within a bounded time, or a stalled store would
+ * hang the request. The Redis store does this with `operationTimeoutMs`.
  */
 
 /** Identifies one record. `id` is already a hash of (scope, path, key): stores never see raw keys. */

@@ -45,8 +45,7 @@ export type KeyStatus =
   | 'in_progress'
   | 'mismatch'
   | 'not_stored'
-  | 'store_unavailable'
-  | 'invalid';
+  | 'store_unavailable';
 
 /** Data added to a TRPCError's `data.idempotency` by `idempotencyErrorData` in your error formatter. */
 export interface IdempotencyErrorData {

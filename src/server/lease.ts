@@ -55,6 +55,8 @@ export const holdLease = (options: LeaseOptions): Lease => {
   const tick = async (): Promise<void> => {
     if (stopped) return;
     const startedAt = clock.now();
+    // Armed only once a renewal is in flight: a fast procedure pays for one timer, not two.
+    armExpiry();
     try {
       const outcome = await store.renew({ id, token, lockTtlMs });
       if (stopped) return;
@@ -74,7 +76,6 @@ export const holdLease = (options: LeaseOptions): Lease => {
   };
 
   schedule();
-  armExpiry();
   return {
     signal: controller.signal,
     stop: () => {

@@ -8,6 +8,7 @@ import type { KeyStatus } from '../wire';
 import type { IdempotencyEvent } from './events';
 import { fingerprintInput } from './fingerprint';
 import { findRequestHeaders } from './headers';
+import type { Lease } from './lease';
 import { holdLease } from './lease';
 import { keyFromHeaders, validateKey } from './key';
 import type { ResolvedGlobalOptions } from './options';
@@ -74,7 +75,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
     operation: 'complete' | 'release',
     run: () => Promise<LeaseOutcome>,
     base: { path: string; keyHash: string },
-  ): Promise<'ok' | 'lost' | 'failed'> => {
+  ): Promise<'ok' | 'lost' | 'failed' | 'corrupt'> => {
     for (let attempt = 1; ; attempt++) {
       try {
         const outcome = await run();
@@ -82,8 +83,8 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         return outcome.status;
       } catch (error) {
         emit({ type: 'store_error', operation, error, failedOpen: false, ...base });
-        const corrupt = isIdempotencyError(error) && error.code === 'RECORD_CORRUPT';
-        if (corrupt || attempt >= DEFAULTS.completeAttempts) return 'failed';
+        if (isIdempotencyError(error) && error.code === 'RECORD_CORRUPT') return 'corrupt';
+        if (attempt >= DEFAULTS.completeAttempts) return 'failed';
         await delay(DEFAULTS.completeRetryDelayMs * 2 ** (attempt - 1));
       }
     }
@@ -117,6 +118,10 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
 
     const rawInput = await opts.getRawInput();
     const scope = options.scope?.({ ctx: opts.ctx, path });
+    if (scope !== undefined && scope !== null && typeof scope !== 'string' && typeof scope !== 'number') {
+      // '[object Object]' would put every caller in one scope: refuse rather than share.
+      throw toTRPCError(new IdempotencyError('INVALID_OPTION', `scope() must return a string or number, got ${typeof scope}`));
+    }
     const keyHash = recordId(scope === undefined || scope === null ? '' : String(scope), path, key);
     const base = { path, keyHash };
     const fingerprint =
@@ -245,9 +250,9 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         await settle('release', () => storeRelease(), base);
         throw error;
       }
-      lease.stop();
       const durationMs = clock.now() - runStartedAt;
       if (!result) {
+        lease.stop();
         // An inner middleware forgot `return next()`: nothing to store. Free the key and let tRPC say what went wrong.
         report('released');
         await settle('release', () => storeRelease(), base);
@@ -268,6 +273,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
           store = false;
         }
         if (!store) {
+          lease.stop();
           report('released');
           await settle('release', () => storeRelease(), base);
           emit({ type: 'released', code: result.error.code, durationMs, ...base });
@@ -277,10 +283,41 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         text = encodeError(serializer, result.error.code, result.error.message);
       }
       report('executed');
-      if ((await settle('complete', () => storeComplete(text), base)) === 'ok') {
-        emit({ type: 'completed', outcome, bytes: Buffer.byteLength(text), durationMs, ...base });
-      }
+      const done = { outcome, durationMs };
+      const settled = await settle('complete', () => storeComplete(text), base);
+      if (settled === 'ok') emit({ type: 'completed', outcome, bytes: Buffer.byteLength(text), durationMs, ...base });
+      if (settled === 'failed' && !lease.signal.aborted) void completeLater(text, lease, done);
+      else lease.stop();
       return result;
+    }
+
+    /**
+     * The procedure ran but its result could not be stored yet. Giving the key up now would let a retry run the
+     * procedure again, so keep the lease alive and keep trying to store the result, for as long as the lease can
+     * be held (until `ttlMs`). A store outage shorter than the lease therefore never causes a second run.
+     */
+    async function completeLater(text: string, lease: Lease, done: { outcome: 'ok' | 'error'; durationMs: number }) {
+      const until = clock.now() + options.ttlMs;
+      const maxDelayMs = Math.max(1, Math.floor(options.lockTtlMs / 3));
+      let delayMs = DEFAULTS.completeRetryDelayMs * 2 ** DEFAULTS.completeAttempts;
+      try {
+        while (!lease.signal.aborted && clock.now() < until) {
+          await delay(Math.min(delayMs, maxDelayMs));
+          delayMs *= 2;
+          if (lease.signal.aborted) return;
+          try {
+            const outcome = await storeComplete(text);
+            if (outcome.status === 'ok') emit({ type: 'completed', bytes: Buffer.byteLength(text), ...done, ...base });
+            else emit({ type: 'lease_lost', phase: 'complete', ...base });
+            return;
+          } catch (error) {
+            emit({ type: 'store_error', operation: 'complete', error, failedOpen: false, ...base });
+            if (isIdempotencyError(error) && error.code === 'RECORD_CORRUPT') return;
+          }
+        }
+      } finally {
+        lease.stop();
+      }
     }
 
     function storeComplete(text: string): Promise<LeaseOutcome> {

@@ -80,7 +80,16 @@ export const spyStore = (inner: IdempotencyStore, overrides: Partial<Idempotency
     release: wrap('release'),
     wait: wrap('wait'),
   };
-  return { store, calls, callsOf: (method: StoreMethod) => calls.filter((c) => c.method === method).map((c) => c.request) };
+  return {
+    store,
+    inner,
+    calls,
+    callsOf: (method: StoreMethod) => calls.filter((c) => c.method === method).map((c) => c.request),
+    /** Replaces one method from now on. */
+    override: (method: StoreMethod, fn: (request: any) => Promise<any>) => {
+      overrides[method] = fn as never;
+    },
+  };
 };
 
 export interface TestServer {

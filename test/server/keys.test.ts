@@ -306,5 +306,13 @@ describe('createIdempotency', () => {
       expect(runs.create).toBe(1);
       expect(again.run).toBe(1);
     });
+
+    it('refuses a scope that is not a string or number instead of putting every caller in one scope', async () => {
+      const { caller, runs } = setup({ scope: (({ ctx }: { ctx: TestContext }) => ({ id: ctx.user })) as never });
+      const error = await trpcErrorOf(caller({ user: 'alice', headers: { 'idempotency-key': 'k' } }).create({ n: 1 }));
+      expect(error.code).toBe('INTERNAL_SERVER_ERROR');
+      expect(error.message).toMatch(/scope\(\) must return a string or number, got object/);
+      expect(runs.create).toBe(0);
+    });
   });
 });

@@ -129,19 +129,53 @@ describe('createIdempotency', () => {
       expect(s.log.ofType('completed')).toHaveLength(0);
     });
 
-    it('keeps a retry from running again while the lease lasts when complete always fails', async () => {
-      const s = setup({ complete: failing('complete down') }, { lockTtlMs: 30_000 });
+    it('keeps the key and retries complete in the background while the lease holds: no second run', async () => {
+      let completeFailures = 0;
+      let down = true;
+      const s = setup({}, { lockTtlMs: 30_000 });
+      s.spy.override('complete', (request) => {
+        if (down) {
+          completeFailures++;
+          return Promise.reject(new Error('complete down'));
+        }
+        return s.spy.inner.complete(request);
+      });
+      const call = s.api.charge();
+      await s.clock.advance(150);
+      expect(await call).toEqual({ charged: 42, at: new Date(5) });
+      // Far past the lease: renewals still succeed, so a retry gets CONFLICT, never a second run.
+      for (let i = 0; i < 4; i++) {
+        await s.clock.advance(30_000);
+        expect((await trpcErrorOf(s.api.charge())).code).toBe('CONFLICT');
+      }
+      expect(s.runs()).toBe(1);
+      expect(completeFailures).toBeGreaterThan(3);
+      down = false;
+      await s.clock.advance(30_000);
+      expect(s.log.ofType('completed')).toHaveLength(1);
+      expect(await s.api.charge()).toEqual({ charged: 42, at: new Date(5) });
+      expect(s.runs()).toBe(1);
+      expect(s.spy.callsOf('renew').length).toBeGreaterThan(10);
+    });
+
+    it('lets the key be taken over once the whole store (renew too) stayed down past the lease', async () => {
+      let down = true;
+      const s = setup({}, { lockTtlMs: 30_000 });
+      for (const method of ['complete', 'renew'] as const) {
+        s.spy.override(method, (request) =>
+          down ? Promise.reject(new Error(`${method} down`)) : (s.spy.inner[method] as (r: unknown) => Promise<any>)(request),
+        );
+      }
       const call = s.api.charge();
       await s.clock.advance(150);
       await call;
-      const retry = await trpcErrorOf(s.api.charge());
-      expect(retry.code).toBe('CONFLICT');
-      expect(s.runs()).toBe(1);
-      // Once the unrenewed lease is over, the key is taken over (and ctx says so).
       await s.clock.advance(30_000);
+      expect(s.log.ofType('lease_lost')).toHaveLength(1);
+      down = false;
       const takeover = s.api.charge();
       await s.clock.advance(150);
       await takeover;
+      // The documented limit: an outage longer than the lease can lead to a second run, flagged as a takeover.
       expect(s.runs()).toBe(2);
       expect(s.seen[1]?.takeover).toBe(true);
     });
