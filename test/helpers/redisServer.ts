@@ -16,7 +16,7 @@ export interface RedisServer {
   pause(): void;
   /** SIGCONT after `pause`. */
   resume(): void;
-  /** Starts the process again on the same port (after `kill`), empty. */
+  /** Starts a fresh, empty process on the same port (stopping the current one first, if it still runs). */
   restart(): Promise<void>;
   /** Kills the process and removes its directory. */
   stop(): Promise<void>;
@@ -80,7 +80,10 @@ const startOnce = async (options: RedisServerOptions): Promise<RedisServer> => {
     kill,
     pause: () => void child?.kill('SIGSTOP'),
     resume: () => void child?.kill('SIGCONT'),
-    restart: launch,
+    restart: async () => {
+      await kill(); // never leave the previous process running unreferenced
+      await launch();
+    },
     stop: async () => {
       await kill();
       rmSync(dir, { recursive: true, force: true });
