@@ -11,7 +11,7 @@ export const tsupConfig = defineConfig({
   sourcemap: true,
   clean: true,
   target: 'node20',
-  splitting: false,
+  splitting: true,
   treeshake: true,
   loader: { '.lua': 'text' },
 });
