@@ -1,20 +1,20 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { TRPCMiddlewareFunction } from '@trpc/server';
 import { TRPCError } from '@trpc/server';
 import { DEFAULTS } from '../constants';
 import { IdempotencyError, isIdempotencyError } from '../errors';
 import { toTRPCError } from './trpcErrors';
-import type { ClaimOutcome, IdempotencyStore, LeaseOutcome } from '../store';
+import type { ClaimOutcome, IdempotencyStore } from '../store';
 import type { KeyStatus } from '../wire';
 import type { IdempotencyEvent } from './events';
-import { fingerprintInput } from './fingerprint';
+import { fingerprintInput, sha256Base64url } from './fingerprint';
+import { createFinisher } from './finish';
 import { findRequestHeaders } from './headers';
-import type { Lease } from './lease';
 import { holdLease } from './lease';
-import { keyFromHeaders, validateKey } from './key';
 import type { ResolvedGlobalOptions } from './options';
 import { reportKey } from './reporting';
-import { decodeStoredResult, encodeError, encodeNotStored, encodeOk } from './storedResult';
+import { keyMissing, resolveKey } from './resolveKey';
+import { decodeStoredResult, encodeError, encodeValue, notStoredError } from './storedResult';
 
 /** What a guarded procedure sees as `ctx.idempotency`; `null` when the call came without a key. */
 export interface IdempotencyExecution {
@@ -43,13 +43,7 @@ export type IdempotentMiddleware = TRPCMiddlewareFunction<any, any, any, Idempot
 // tRPC checks the marker's type only; the runtime ignores it (see trpc-v11-notes section 1).
 const MIDDLEWARE_MARKER = 'middlewareMarker' as any;
 
-const recordId = (scope: string, path: string, key: string): string =>
-  createHash('sha256').update(JSON.stringify([scope, path, key])).digest('base64url');
-
-const isStream = (value: unknown): boolean =>
-  typeof value === 'object' &&
-  value !== null &&
-  (Symbol.asyncIterator in value || typeof (value as { subscribe?: unknown }).subscribe === 'function');
+const recordId = (scope: string, path: string, key: string): string => sha256Base64url(JSON.stringify([scope, path, key]));
 
 const storeUnavailable = (error: unknown): IdempotencyError =>
   isIdempotencyError(error) && (error.code === 'RECORD_CORRUPT' || error.code === 'STORE_UNAVAILABLE')
@@ -62,32 +56,18 @@ const storeUnavailable = (error: unknown): IdempotencyError =>
 /** Builds the middleware for one procedure's resolved options. */
 export const createMiddleware = (options: ResolvedGlobalOptions, store: IdempotencyStore): IdempotentMiddleware => {
   const { clock, serializer } = options;
+  const storesError = (error: TRPCError): boolean => {
+    try {
+      return options.shouldStoreError(error);
+    } catch {
+      return false;
+    }
+  };
   const emit = (event: IdempotencyEvent): void => {
     try {
       options.onEvent?.(event);
     } catch {
       // An observer must never change what the caller gets.
-    }
-  };
-  const delay = (ms: number): Promise<void> => new Promise((resolve) => clock.setTimeout(resolve, ms));
-
-  /** complete/release with brief retries: their replies can be lost, and both are idempotent per token. */
-  const settle = async (
-    operation: 'complete' | 'release',
-    run: () => Promise<LeaseOutcome>,
-    base: { path: string; keyHash: string },
-  ): Promise<'ok' | 'lost' | 'failed' | 'corrupt'> => {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const outcome = await run();
-        if (outcome.status === 'lost') emit({ type: 'lease_lost', phase: operation, ...base });
-        return outcome.status;
-      } catch (error) {
-        emit({ type: 'store_error', operation, error, failedOpen: false, ...base });
-        if (isIdempotencyError(error) && error.code === 'RECORD_CORRUPT') return 'corrupt';
-        if (attempt >= DEFAULTS.completeAttempts) return 'failed';
-        await delay(DEFAULTS.completeRetryDelayMs * 2 ** (attempt - 1));
-      }
     }
   };
 
@@ -100,20 +80,13 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
 
     let key: string | undefined;
     try {
-      key = await resolveKey();
+      key = await resolveKey(opts, options, request);
     } catch (error) {
       if (isIdempotencyError(error)) throw toTRPCError(error);
       throw error;
     }
     if (key === undefined) {
-      if (options.required) {
-        const where = options.getKey
-          ? 'from getKey'
-          : options.inputKey
-            ? `in the ${options.headerName} header or input field "${options.inputKey}"`
-            : `in the ${options.headerName} header`;
-        throw toTRPCError(new IdempotencyError('KEY_MISSING', `mutation "${path}" requires an idempotency key ${where}`));
-      }
+      if (options.required) throw toTRPCError(keyMissing(path, options));
       return opts.next({ ctx: { idempotency: null } });
     }
 
@@ -187,21 +160,6 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
       }
     }
 
-    async function resolveKey(): Promise<string | undefined> {
-      if (options.getKey) {
-        const value = await options.getKey({ ctx: opts.ctx, rawInput: await opts.getRawInput(), path, batchIndex: opts.batchIndex });
-        return value === undefined || value === null ? undefined : validateKey(value, 'the key returned by getKey');
-      }
-      if (options.inputKey) {
-        const raw = await opts.getRawInput();
-        if (typeof raw === 'object' && raw !== null && options.inputKey in raw) {
-          const value = (raw as Record<string, unknown>)[options.inputKey];
-          if (value !== undefined && value !== null) return validateKey(value, `input field "${options.inputKey}"`);
-        }
-      }
-      return request ? keyFromHeaders(request, options.headerName, opts.batchIndex) : undefined;
-    }
-
     function replay(text: string) {
       let stored;
       try {
@@ -220,18 +178,11 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         throw new TRPCError({ code: stored.code, message: stored.message });
       }
       report('not_stored');
-      const size = stored.bytes === undefined ? '' : ` (${stored.bytes} bytes)`;
-      throw toTRPCError(
-        new IdempotencyError(
-          'NOT_STORED',
-          stored.reason === 'too_large'
-            ? `mutation "${path}" already ran with this idempotency key, but its result${size} was larger than maxResultBytes and was not kept; it will not run again`
-            : `mutation "${path}" already ran with this idempotency key, but its result could not be serialized and was not kept; it will not run again`,
-        ),
-      );
+      throw toTRPCError(notStoredError(stored, path));
     }
 
     async function execute(fence: number, takeover: boolean) {
+      const finish = createFinisher({ store, clock, emit, id: keyHash, token, path, ttlMs: options.ttlMs, lockTtlMs: options.lockTtlMs });
       const lease = holdLease({
         store,
         clock,
@@ -247,102 +198,34 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         result = await opts.next({ ctx: { idempotency: { key: key as string, keyHash, fence, takeover, signal: lease.signal } } });
       } catch (error) {
         // tRPC turns procedure errors into results; only a broken inner middleware gets here. Nothing was stored.
-        lease.stop();
-        await settle('release', () => storeRelease(), base);
+        await finish.release(lease);
         throw error;
       }
       const durationMs = clock.now() - runStartedAt;
       if (!result) {
-        lease.stop();
         // An inner middleware forgot `return next()`: nothing to store. Free the key and let tRPC say what went wrong.
         report('released');
-        await settle('release', () => storeRelease(), base);
+        await finish.release(lease);
         emit({ type: 'released', code: 'INTERNAL_SERVER_ERROR', durationMs, ...base });
         return result;
       }
 
       let text: string;
-      let outcome: 'ok' | 'error';
       if (result.ok) {
-        outcome = 'ok';
-        text = encodeResult(result.data as unknown);
-      } else {
-        let store = false;
-        try {
-          store = options.shouldStoreError(result.error);
-        } catch {
-          store = false;
-        }
-        if (!store) {
-          lease.stop();
-          report('released');
-          await settle('release', () => storeRelease(), base);
-          emit({ type: 'released', code: result.error.code, durationMs, ...base });
-          return result;
-        }
-        outcome = 'error';
+        const encoded = encodeValue(serializer, result.data as unknown, options.maxResultBytes);
+        if (encoded.notStored) emit({ type: 'not_stored', ...encoded.notStored, limitBytes: options.maxResultBytes, ...base });
+        text = encoded.text;
+      } else if (storesError(result.error)) {
         text = encodeError(serializer, result.error.code, result.error.message);
+      } else {
+        report('released');
+        await finish.release(lease);
+        emit({ type: 'released', code: result.error.code, durationMs, ...base });
+        return result;
       }
       report('executed');
-      const done = { outcome, durationMs };
-      const settled = await settle('complete', () => storeComplete(text), base);
-      if (settled === 'ok') emit({ type: 'completed', outcome, bytes: Buffer.byteLength(text), durationMs, ...base });
-      if (settled === 'failed' && !lease.signal.aborted) void completeLater(text, lease, done);
-      else lease.stop();
+      await finish.complete(text, lease, { outcome: result.ok ? 'ok' : 'error', durationMs });
       return result;
-    }
-
-    /**
-     * The procedure ran but its result could not be stored yet. Giving the key up now would let a retry run the
-     * procedure again, so keep the lease alive and keep trying to store the result, for as long as the lease can
-     * be held (until `ttlMs`). A store outage shorter than the lease therefore never causes a second run.
-     */
-    async function completeLater(text: string, lease: Lease, done: { outcome: 'ok' | 'error'; durationMs: number }) {
-      const until = clock.now() + options.ttlMs;
-      const maxDelayMs = Math.max(1, Math.floor(options.lockTtlMs / 3));
-      let delayMs = DEFAULTS.completeRetryDelayMs * 2 ** DEFAULTS.completeAttempts;
-      try {
-        while (!lease.signal.aborted && clock.now() < until) {
-          await delay(Math.min(delayMs, maxDelayMs));
-          delayMs *= 2;
-          if (lease.signal.aborted) return;
-          try {
-            const outcome = await storeComplete(text);
-            if (outcome.status === 'ok') emit({ type: 'completed', bytes: Buffer.byteLength(text), ...done, ...base });
-            else emit({ type: 'lease_lost', phase: 'complete', ...base });
-            return;
-          } catch (error) {
-            emit({ type: 'store_error', operation: 'complete', error, failedOpen: false, ...base });
-            if (isIdempotencyError(error) && error.code === 'RECORD_CORRUPT') return;
-          }
-        }
-      } finally {
-        lease.stop();
-      }
-    }
-
-    function storeComplete(text: string): Promise<LeaseOutcome> {
-      return store.complete({ id: keyHash, token, result: text, ttlMs: options.ttlMs });
-    }
-    function storeRelease(): Promise<LeaseOutcome> {
-      return store.release({ id: keyHash, token });
-    }
-
-    function encodeResult(data: unknown): string {
-      let body: string;
-      try {
-        if (isStream(data)) throw new Error('streamed output');
-        body = serializer.serialize(data);
-      } catch {
-        emit({ type: 'not_stored', reason: 'unserializable', limitBytes: options.maxResultBytes, ...base });
-        return encodeNotStored('unserializable');
-      }
-      const bytes = Buffer.byteLength(body);
-      if (bytes > options.maxResultBytes) {
-        emit({ type: 'not_stored', reason: 'too_large', bytes, limitBytes: options.maxResultBytes, ...base });
-        return encodeNotStored('too_large', bytes);
-      }
-      return encodeOk(body);
     }
   };
 };

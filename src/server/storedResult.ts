@@ -53,3 +53,40 @@ export const decodeStoredResult = (serializer: Serializer, text: string): Stored
     throw corrupt('body does not deserialize', error);
   }
 };
+
+const isStream = (value: unknown): boolean =>
+  typeof value === 'object' &&
+  value !== null &&
+  (Symbol.asyncIterator in value || typeof (value as { subscribe?: unknown }).subscribe === 'function');
+
+export type EncodedValue =
+  | { text: string; notStored?: undefined }
+  | { text: string; notStored: { reason: 'too_large' | 'unserializable'; bytes?: number } };
+
+/**
+ * The text to store for a procedure's value, serialized once. A value that can't be serialized (a stream, a
+ * serializer error) or is larger than `maxBytes` becomes a `not_stored` marker: retries are refused, not rerun.
+ */
+export const encodeValue = (serializer: Serializer, data: unknown, maxBytes: number): EncodedValue => {
+  let body: string;
+  try {
+    if (isStream(data)) throw new Error('streamed output');
+    body = serializer.serialize(data);
+  } catch {
+    return { text: encodeNotStored('unserializable'), notStored: { reason: 'unserializable' } };
+  }
+  const bytes = Buffer.byteLength(body);
+  if (bytes > maxBytes) return { text: encodeNotStored('too_large', bytes), notStored: { reason: 'too_large', bytes } };
+  return { text: encodeOk(body) };
+};
+
+/** What a retry gets for a key whose procedure ran but whose result was not kept. */
+export const notStoredError = (stored: Extract<StoredResult, { kind: 'not_stored' }>, path: string): IdempotencyError => {
+  const size = stored.bytes === undefined ? '' : ` (${stored.bytes} bytes)`;
+  return new IdempotencyError(
+    'NOT_STORED',
+    stored.reason === 'too_large'
+      ? `mutation "${path}" already ran with this idempotency key, but its result${size} was larger than maxResultBytes and was not kept; it will not run again`
+      : `mutation "${path}" already ran with this idempotency key, but its result could not be serialized and was not kept; it will not run again`,
+  );
+};

@@ -1,0 +1,41 @@
+import { IdempotencyError } from '../errors';
+import type { RequestHeaders } from './headers';
+import { keyFromHeaders, validateKey } from './key';
+import type { ResolvedGlobalOptions } from './options';
+
+export interface KeyCall {
+  ctx: unknown;
+  path: string;
+  batchIndex: number;
+  getRawInput: () => Promise<unknown>;
+}
+
+/** The call's key: from `getKey` when set, else the `inputKey` field, else the request headers. */
+export const resolveKey = async (
+  call: KeyCall,
+  options: ResolvedGlobalOptions,
+  request: RequestHeaders | undefined,
+): Promise<string | undefined> => {
+  if (options.getKey) {
+    const value = await options.getKey({ ctx: call.ctx, rawInput: await call.getRawInput(), path: call.path, batchIndex: call.batchIndex });
+    return value === undefined || value === null ? undefined : validateKey(value, 'the key returned by getKey');
+  }
+  if (options.inputKey) {
+    const raw = await call.getRawInput();
+    if (typeof raw === 'object' && raw !== null && options.inputKey in raw) {
+      const value = (raw as Record<string, unknown>)[options.inputKey];
+      if (value !== undefined && value !== null) return validateKey(value, `input field "${options.inputKey}"`);
+    }
+  }
+  return request ? keyFromHeaders(request, options.headerName, call.batchIndex) : undefined;
+};
+
+/** The error for a mutation that came without a key under `required: true`, naming where a key is read. */
+export const keyMissing = (path: string, options: ResolvedGlobalOptions): IdempotencyError => {
+  const where = options.getKey
+    ? 'from getKey'
+    : options.inputKey
+      ? `in the ${options.headerName} header or input field "${options.inputKey}"`
+      : `in the ${options.headerName} header`;
+  return new IdempotencyError('KEY_MISSING', `mutation "${path}" requires an idempotency key ${where}`);
+};
