@@ -13,7 +13,7 @@ type HeaderBag = { get(name: string): string | null } | Record<string, unknown>;
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null;
 
-const fromBag = (carrier: object, bag: HeaderBag): RequestHeaders => {
+const fromBag = (carrier: object, bag: HeaderBag, lowerCased: boolean): RequestHeaders => {
   if (typeof bag.get === 'function') {
     const headers = bag as { get(name: string): string | null };
     return { carrier, get: (name) => headers.get(name) ?? undefined };
@@ -23,7 +23,7 @@ const fromBag = (carrier: object, bag: HeaderBag): RequestHeaders => {
     carrier,
     get: (name) => {
       let value = record[name];
-      if (value === undefined) {
+      if (value === undefined && !lowerCased) {
         const match = Object.keys(record).find((k) => k.toLowerCase() === name);
         value = match === undefined ? undefined : record[match];
       }
@@ -38,9 +38,10 @@ export const findRequestHeaders = (ctx: unknown): RequestHeaders | undefined => 
   if (!isObject(ctx)) return undefined;
   for (const field of ['req', 'request'] as const) {
     const req = ctx[field];
-    if (isObject(req) && isObject(req.headers)) return fromBag(req, req.headers as HeaderBag);
+    // Node's IncomingMessage (it has rawHeaders) lower-cases header names itself: no need to scan.
+    if (isObject(req) && isObject(req.headers)) return fromBag(req, req.headers as HeaderBag, Array.isArray(req.rawHeaders));
   }
   const headers = ctx.headers;
-  if (isObject(headers)) return fromBag(headers, headers as HeaderBag);
+  if (isObject(headers)) return fromBag(headers, headers as HeaderBag, false);
   return undefined;
 };

@@ -71,7 +71,8 @@ export const idempotencyResponseMeta = <TRouter extends AnyRouter = AnyRouter>(
       [...keyHeaderNames].some((n) => request.get(n) !== undefined || request.get(`${n}s`) !== undefined);
     if (!keyed) return base;
     const headers = toHeaders(base.headers);
-    exposeHeaders(headers);
+    // Only a browser on another origin needs them exposed; it always sends Origin.
+    if (request.get('origin') !== undefined) exposeHeaders(headers);
     if (opts.eagerGeneration) {
       // Streamed responses send their head before any call ran: say so, so clients don't guess.
       headers.set(STATUS_HEADER, STATUS_DEFERRED);

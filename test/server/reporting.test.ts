@@ -45,14 +45,14 @@ describe('idempotencyResponseMeta', () => {
 
   it('adds nothing to a request without keys', async () => {
     const { call } = setup();
-    const response = await call('plain', {});
+    const response = await call('plain', { origin: 'http://app.example' });
     expect(response.headers.get('idempotency-status')).toBeNull();
     expect(response.headers.get('access-control-expose-headers')).toBeNull();
   });
 
   it('exposes its headers to cross-origin browsers, keeping the ones already exposed', async () => {
     const { call } = setup();
-    const response = await call('busy', { 'idempotency-key': 'k3' });
+    const response = await call('busy', { 'idempotency-key': 'k3', origin: 'http://app.example' });
     const exposed = (response.headers.get('access-control-expose-headers') ?? '').split(',').map((h) => h.trim());
     expect(exposed).toEqual(expect.arrayContaining(['idempotency-status', 'idempotent-replayed', 'retry-after']));
   });
