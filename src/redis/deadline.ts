@@ -13,31 +13,38 @@ export interface DeadlineOptions {
  * parking the command in ioredis' offline queue. The call is never retried: a claim that timed out here may
  * still land in Redis later, which is safe (it is a lease that expires).
  */
-export const withDeadline = async <T>(
-  client: Redis | Cluster,
-  options: DeadlineOptions,
-  run: () => Promise<T>,
-): Promise<T> => {
+export const withDeadline = <T>(client: Redis | Cluster, options: DeadlineOptions, run: () => Promise<T>): Promise<T> => {
   const { op, timeoutMs } = options;
   if (DOWN.has(client.status)) {
-    throw unavailable(`redis ${op} not sent: the client is ${client.status}`, undefined, timeoutMs);
+    return Promise.reject(unavailable(`redis ${op} not sent: the client is ${client.status}`, undefined, timeoutMs));
   }
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(
+  // One promise settled by whichever comes first (no Promise.race, no second promise per call).
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(
       () => reject(unavailable(`redis ${op} got no answer within ${timeoutMs} ms (operationTimeoutMs)`, undefined, timeoutMs)),
       timeoutMs,
     );
     timer.unref?.();
+    const fail = (error: unknown): void => {
+      clearTimeout(timer);
+      reject(
+        isIdempotencyError(error)
+          ? error
+          : unavailable(`redis ${op} failed: ${error instanceof Error ? error.message : String(error)}`, error, timeoutMs),
+      );
+    };
+    let pending: Promise<T>;
+    try {
+      pending = run();
+    } catch (error) {
+      fail(error);
+      return;
+    }
+    pending.then((value) => {
+      clearTimeout(timer);
+      resolve(value);
+    }, fail);
   });
-  try {
-    return await Promise.race([run(), deadline]);
-  } catch (error) {
-    if (isIdempotencyError(error)) throw error;
-    throw unavailable(`redis ${op} failed: ${error instanceof Error ? error.message : String(error)}`, error, timeoutMs);
-  } finally {
-    clearTimeout(timer);
-  }
 };
 
 // ---- internal helpers ----

@@ -4,9 +4,12 @@ import { IdempotencyError } from '../errors';
 import { withDeadline } from './deadline';
 import { createRecordKeys } from './keys';
 import { resolveRedisStoreOptions } from './options';
+import type { PeekOutcome } from './replies';
 import { parseClaimReply, parseLeaseReply, parsePeekReply } from './replies';
-import type { StoreScripts } from './scripts';
+import type { BatchScriptName } from './scripts';
 import { registerScripts } from './scripts';
+import type { BatchItem, BatchQueueOptions } from './batcher';
+import { createBatchQueue } from './batcher';
 import { createWaitHub } from './waitHub';
 
 export interface RedisStore extends IdempotencyStore {
@@ -19,8 +22,11 @@ export interface RedisStore extends IdempotencyStore {
 }
 
 /**
- * The Redis store: one hash per record, each decision one atomic Lua script run by SHA.
- * Round trips: a fresh call costs 2 (claim, complete), a replay 1, a concurrent duplicate 1.
+ * The Redis store: one hash per record, each decision one atomic Lua script run by SHA. Claims, renewals,
+ * completions and releases made in the same tick are sent together, one script run per batch (per hash slot on
+ * a cluster): see `createBatchQueue`.
+ * Round trips: a fresh call costs at most 2 (claim, complete), a replay at most 1, a concurrent duplicate at
+ * most 1; under concurrency, fewer (calls share script runs).
  *
  * @example
  * const store = createRedisStore({ redis: new Redis(process.env.REDIS_URL) });
@@ -29,69 +35,44 @@ export const createRedisStore = (options: RedisStoreOptions): RedisStore => {
   // config time: options checked once, scripts registered once on the client
   const { redis, prefix, operationTimeoutMs, leaseGraceMs, releasedTtlMs, waitPollIntervalMs } =
     resolveRedisStoreOptions(options);
-  const scripts = registerScripts(redis);
+  const run = registerScripts(redis);
   const keys = createRecordKeys(prefix, redis);
   const grace = String(leaseGraceMs);
-  const released = String(releasedTtlMs);
+  const queue = <T>(script: BatchScriptName, shared: string[], parse: BatchQueueOptions<T>['parse']) =>
+    createBatchQueue<T>({ client: redis, run, script, shared, parse, timeoutMs: operationTimeoutMs });
+  const claims = queue('claim', [grace], parseClaimReply);
+  const renewals = queue('renew', [grace], parseLeaseReply);
+  const completions = queue('complete', [], parseLeaseReply);
+  const releases = queue('release', [String(releasedTtlMs)], parseLeaseReply);
+  const item = (id: string, args: string[]): BatchItem => ({ key: keys.record(id), fullKey: keys.full(id), args });
 
-  // call time: one bounded round trip per store call
-  const call = async <T>(step: Step<T>): Promise<T> => {
-    const { script, id, send, parse } = step;
-    const reply = await withDeadline(redis, { op: script, timeoutMs: operationTimeoutMs }, () => send(keys.record(id)));
-    return parse(reply, { script, key: keys.full(id) });
+  // peek (waiters only, shared per key) stays one record per script run
+  const peek = async (id: string): Promise<PeekOutcome> => {
+    const reply = await withDeadline(redis, { op: 'peek', timeoutMs: operationTimeoutMs }, () =>
+      run('peek', [keys.record(id)], []),
+    );
+    return parsePeekReply(reply, { script: 'peek', key: keys.full(id) });
   };
-
   const hub = createWaitHub({
     client: redis,
     channelOf: keys.full,
-    peek: (id) => call({ script: 'peek', id, send: (key) => scripts.peek(key, []), parse: parsePeekReply }),
+    peek,
     pollIntervalMs: waitPollIntervalMs,
     operationTimeoutMs,
   });
 
   return {
-    claim: ({ id, token, fingerprint, lockTtlMs }) =>
-      call({
-        script: 'claim',
-        id,
-        send: (key) => scripts.claim(key, [token, fingerprint, millis('lockTtlMs', lockTtlMs), grace]),
-        parse: parseClaimReply,
-      }),
-    renew: ({ id, token, lockTtlMs }) =>
-      call({
-        script: 'renew',
-        id,
-        send: (key) => scripts.renew(key, [token, millis('lockTtlMs', lockTtlMs), grace]),
-        parse: parseLeaseReply,
-      }),
-    complete: ({ id, token, result, ttlMs }) =>
-      call({
-        script: 'complete',
-        id,
-        send: (key) => scripts.complete(key, [token, result, millis('ttlMs', ttlMs)]),
-        parse: parseLeaseReply,
-      }),
-    release: ({ id, token }) =>
-      call({
-        script: 'release',
-        id,
-        send: (key) => scripts.release(key, [token, released]),
-        parse: parseLeaseReply,
-      }),
+    claim: async ({ id, token, fingerprint, lockTtlMs }) =>
+      claims(item(id, [token, fingerprint, millis('lockTtlMs', lockTtlMs)])),
+    renew: async ({ id, token, lockTtlMs }) => renewals(item(id, [token, millis('lockTtlMs', lockTtlMs)])),
+    complete: async ({ id, token, result, ttlMs }) => completions(item(id, [token, result, millis('ttlMs', ttlMs)])),
+    release: async ({ id, token }) => releases(item(id, [token])),
     wait: (request) => hub.wait(request),
     close: () => hub.close(),
   };
 };
 
 // ---- internal helpers ----
-
-/** One store call: which script, on which record, how to send it and how to read the reply. */
-interface Step<T> {
-  script: keyof StoreScripts;
-  id: string;
-  send(key: string): Promise<unknown>;
-  parse(reply: unknown, context: { script: string; key: string }): T;
-}
 
 /** Durations go to Lua as whole milliseconds >= 1, written out in full (no exponent). */
 const millis = (name: string, value: number): string => {

@@ -4,7 +4,7 @@ import { IdempotencyError } from '../errors';
 /** Outcome of the peek script, used by waiters. */
 export type PeekOutcome = { status: 'settled' } | { status: 'in_progress'; leaseLeftMs: number };
 
-interface ReplyContext {
+export interface ReplyContext {
   script: string;
   /** Full Redis key of the record, for error messages. */
   key: string;
@@ -23,27 +23,27 @@ export const parseClaimReply = (reply: unknown, context: ReplyContext): ClaimOut
     case 'mismatch':
       return { status };
   }
-  throw unexpected(reply, context);
+  throw unexpectedReply(reply, context);
 };
 
 export const parseLeaseReply = (reply: unknown, context: ReplyContext): LeaseOutcome => {
   const [status] = checkReply(reply, context);
   if (status === 'ok' || status === 'lost') return { status };
-  throw unexpected(reply, context);
+  throw unexpectedReply(reply, context);
 };
 
 export const parsePeekReply = (reply: unknown, context: ReplyContext): PeekOutcome => {
   const [status, first] = checkReply(reply, context);
   if (status === 'settled') return { status };
   if (status === 'in_progress') return { status, leaseLeftMs: Math.max(1, toInteger(first, context)) };
-  throw unexpected(reply, context);
+  throw unexpectedReply(reply, context);
 };
 
 // ---- internal helpers ----
 
 /** Turns the scripts' `{"corrupt", reason}` into RECORD_CORRUPT; returns the other replies as strings. */
 const checkReply = (reply: unknown, context: ReplyContext): Array<string | undefined> => {
-  if (!Array.isArray(reply) || !reply.every((item) => typeof item === 'string')) throw unexpected(reply, context);
+  if (!Array.isArray(reply) || !reply.every((item) => typeof item === 'string')) throw unexpectedReply(reply, context);
   const items = reply as string[];
   if (items[0] === 'corrupt') {
     throw new IdempotencyError(
@@ -57,10 +57,10 @@ const checkReply = (reply: unknown, context: ReplyContext): Array<string | undef
 
 const toInteger = (value: string | undefined, context: ReplyContext): number => {
   const number = Number(value);
-  if (!Number.isSafeInteger(number)) throw unexpected(value, context);
+  if (!Number.isSafeInteger(number)) throw unexpectedReply(value, context);
   return number;
 };
 
 /** A reply the script cannot produce: a broken invariant, not an expected outcome. */
-const unexpected = (reply: unknown, context: ReplyContext): Error =>
+export const unexpectedReply = (reply: unknown, context: ReplyContext): Error =>
   new Error(`trpc-idempotency: unexpected reply from the ${context.script} script for ${context.key}: ${JSON.stringify(reply)}`);

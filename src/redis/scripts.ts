@@ -1,17 +1,18 @@
 import type { Cluster, Redis } from 'ioredis';
-import { claimLua, completeLua, peekLua, releaseLua, renewLua, scriptsVersion } from './luaScripts';
+import { claimLua, completeLua, peekLua, releaseLua, renewLua } from './luaScripts';
+import { scriptsVersion } from './luaScripts';
 
-/** Replies of the scripts, as documented in the header of each `lua/*.lua`. */
-export type ScriptReply = string[];
+/** The store's Lua scripts; each `lua/<name>.lua` documents its KEYS, ARGV and output. */
+export type ScriptName = 'claim' | 'renew' | 'complete' | 'release' | 'peek';
 
-/** Typed wrappers around the store's Lua scripts; argument order matches each script's ARGV. */
-export interface StoreScripts {
-  claim(key: string, args: [token: string, fingerprint: string, lockTtlMs: string, graceMs: string]): Promise<unknown>;
-  renew(key: string, args: [token: string, lockTtlMs: string, graceMs: string]): Promise<unknown>;
-  complete(key: string, args: [token: string, result: string, ttlMs: string]): Promise<unknown>;
-  release(key: string, args: [token: string, releasedTtlMs: string]): Promise<unknown>;
-  peek(key: string, args: []): Promise<unknown>;
-}
+/** Scripts that take a batch of records: one KEYS entry per record, per-record ARGV after the shared ones. */
+export type BatchScriptName = Exclude<ScriptName, 'peek'>;
+
+/**
+ * Runs a store script by name: `keys` are the record keys as the store spells them (the client adds its own
+ * `keyPrefix`), `args` the script's ARGV in the order its header lists them.
+ */
+export type RunScript = (script: ScriptName, keys: readonly string[], args: readonly string[]) => Promise<unknown>;
 
 const sources = {
   claim: claimLua,
@@ -19,30 +20,25 @@ const sources = {
   complete: completeLua,
   release: releaseLua,
   peek: peekLua,
-} as const satisfies Record<keyof StoreScripts, string>;
+} as const satisfies Record<ScriptName, string>;
 
 /** Command name on the client, e.g. `trpcIdempotency_0_1_0_claim`: two versions of the package never collide. */
-export const commandName = (script: keyof StoreScripts): string =>
+export const commandName = (script: ScriptName): string =>
   `trpcIdempotency_${scriptsVersion.replace(/\W/g, '_')}_${script}`;
 
 /**
  * Registers each script once per client with ioredis `defineCommand`, which runs it by SHA (EVALSHA) and
- * falls back to EVAL when Redis answers NOSCRIPT (script cache flushed, failover, restart). ioredis applies
- * the client's `keyPrefix` to KEYS and routes by KEYS on a Cluster.
+ * falls back to EVAL when Redis answers NOSCRIPT (script cache flushed, failover, restart). The number of
+ * keys is given per call (batches vary in size); ioredis applies the client's `keyPrefix` to KEYS and routes
+ * by KEYS on a Cluster (all KEYS of one call must share a slot).
  */
-export const registerScripts = (client: Redis | Cluster): StoreScripts => {
+export const registerScripts = (client: Redis | Cluster): RunScript => {
   const methods = client as unknown as Record<string, unknown>;
-  const wrap = (script: keyof StoreScripts) => {
+  const bound = {} as Record<ScriptName, (...args: Array<string | number>) => Promise<unknown>>;
+  for (const script of Object.keys(sources) as ScriptName[]) {
     const name = commandName(script);
-    if (typeof methods[name] !== 'function') client.defineCommand(name, { lua: sources[script], numberOfKeys: 1 });
-    const method = methods[name] as (...args: string[]) => Promise<unknown>;
-    return (key: string, args: string[]): Promise<unknown> => method.call(client, key, ...args);
-  };
-  return {
-    claim: wrap('claim'),
-    renew: wrap('renew'),
-    complete: wrap('complete'),
-    release: wrap('release'),
-    peek: wrap('peek'),
-  };
+    if (typeof methods[name] !== 'function') client.defineCommand(name, { lua: sources[script] });
+    bound[script] = (methods[name] as (...args: Array<string | number>) => Promise<unknown>).bind(client);
+  }
+  return (script, keys, args) => bound[script](keys.length, ...keys, ...args);
 };

@@ -1,13 +1,16 @@
 --[[
-  claim: atomically take an idempotency key, or report who holds it or what it holds.
+  claim: atomically take idempotency keys, or report who holds each or what it holds. A batch of n
+  records (n >= 1), handled in order in one atomic run: two claims of one key in a batch behave as two
+  claims back to back (the first acquires, the second sees in_progress or mismatch).
 
-  KEYS[1]  record key, "<keyPrefix><prefix>{<id>}"
-  ARGV[1]  token        random token of this claim
-  ARGV[2]  fingerprint  "" = do not compare
-  ARGV[3]  lockTtlMs    lease length in ms
-  ARGV[4]  graceMs      how long an in-progress record outlives its lease (crashed owners get cleaned up)
+  KEYS[1..n]   record keys, "<keyPrefix><prefix>{<id>}" (all in one hash slot on a cluster)
+  ARGV[1]      graceMs  how long an in-progress record outlives its lease (crashed owners get cleaned up)
+  then per record i, at ARGV[3i-1], ARGV[3i], ARGV[3i+1]:
+    token        random token of this claim
+    fingerprint  "" = do not compare
+    lockTtlMs    lease length in ms
 
-  Output (array):
+  Output: an array of n replies, reply i for KEYS[i]:
     {"acquired", fence, takeover}  takeover "1" when an expired lease was taken over, else "0"
     {"in_progress", retryAfterMs}  time left on the live lease, >= 1
     {"completed", result}
@@ -18,41 +21,48 @@
     absent/released ---claim A---> p(A, lease L) ---complete A---> c (replayed until TTL)
                                        |  L passes, nobody else came: A may still renew/complete
                                        +--- claim B after L ---> p(B), fence grows, A is "lost"
+
+  Commands per record: absent 1 + TIME (once per run) + HSET + PEXPIRE; completed 1 (HGETALL).
 ]]
 -- @include record
 
-local key = KEYS[1]
-local token, fingerprint = ARGV[1], ARGV[2]
-local lockTtlMs, graceMs = tonumber(ARGV[3]), tonumber(ARGV[4])
+local graceMs = tonumber(ARGV[1])
 
-local rec, reason = loadRecord(key)
-if rec == nil then return {'corrupt', reason} end
+local function claim(key, token, fingerprint, lockTtlMs)
+  local rec, reason = loadRecord(key)
+  if rec == nil then return {'corrupt', reason} end
 
-local nowUs = nowMicros()
-local nowMs = math.floor(nowUs / 1000)
-local takeover = '0'
-
-if rec then
-  local differs = fingerprint ~= '' and rec.f ~= '' and fingerprint ~= rec.f
-  if rec.s == 'c' then
-    if differs then return {'mismatch'} end
-    local result = redis.call('HGET', key, 'r')
-    if not result then return {'corrupt', 'is completed without a result'} end
-    return {'completed', result}
-  elseif rec.s == 'p' then
-    if differs then return {'mismatch'} end
-    if rec.e > nowMs then return {'in_progress', fmt(rec.e - nowMs)} end
-    takeover = '1'
+  local takeover = '0'
+  if rec then
+    local differs = fingerprint ~= '' and rec.f ~= '' and fingerprint ~= rec.f
+    if rec.s == 'c' then
+      if differs then return {'mismatch'} end
+      if not rec.r then return {'corrupt', 'is completed without a result'} end
+      return {'completed', rec.r}
+    elseif rec.s == 'p' then
+      if differs then return {'mismatch'} end
+      local nowMs = math.floor(nowMicros() / 1000)
+      if rec.e > nowMs then return {'in_progress', fmt(rec.e - nowMs)} end
+      takeover = '1'
+    end
+    -- rec.s == 'r' (released) behaves as absent but keeps its fence.
   end
-  -- rec.s == 'r' (released) behaves as absent but keeps its fence.
+
+  -- The fence outgrows both the previous fence and Redis' clock, so it keeps growing after the record
+  -- expired and vanished (assumes Redis' clock never goes backwards).
+  local nowUs = nowMicros()
+  local fence = nowUs
+  if rec and rec.n + 1 > fence then fence = rec.n + 1 end
+
+  redis.call('HSET', key, 'v', SCHEMA, 's', 'p', 't', token, 'f', fingerprint,
+    'n', fmt(fence), 'e', fmt(math.floor(nowUs / 1000) + lockTtlMs))
+  redis.call('PEXPIRE', key, fmt(lockTtlMs + graceMs))
+  return {'acquired', fmt(fence), takeover}
 end
 
--- The fence outgrows both the previous fence and Redis' clock, so it keeps growing after the record
--- expired and vanished (assumes Redis' clock never goes backwards).
-local fence = nowUs
-if rec and rec.n + 1 > fence then fence = rec.n + 1 end
-
-redis.call('HSET', key, 'v', SCHEMA, 's', 'p', 't', token, 'f', fingerprint,
-  'n', fmt(fence), 'e', fmt(nowMs + lockTtlMs))
-redis.call('PEXPIRE', key, fmt(lockTtlMs + graceMs))
-return {'acquired', fmt(fence), takeover}
+local out = {}
+for i = 1, #KEYS do
+  local a = 3 * i - 1
+  out[i] = claim(KEYS[i], ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]))
+end
+return out

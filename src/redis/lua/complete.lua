@@ -1,29 +1,40 @@
 --[[
-  complete: store the final result; only the owner can. Idempotent for the same token.
+  complete: store the final result; only the owner can. Idempotent for the same token. A batch of n
+  records (n >= 1), handled in order in one atomic run.
 
-  KEYS[1]  record key (also the pub/sub channel that waiters listen on)
-  ARGV[1]  token   token of the claim
-  ARGV[2]  result  opaque text, kept byte for byte
-  ARGV[3]  ttlMs   how long the completed record is kept
+  KEYS[1..n]  record keys (each also the pub/sub channel that waiters on that record listen on)
+  per record i, at ARGV[3i-2], ARGV[3i-1], ARGV[3i]:
+    token   token of the claim
+    result  opaque text, kept byte for byte
+    ttlMs   how long the completed record is kept
 
-  Output (array):
+  Output: an array of n replies, reply i for KEYS[i]:
     {"ok"}               completed now, or already completed by this token (a retried complete)
     {"lost"}             absent, released, or owned by another token: nothing is written
     {"corrupt", reason}
 
-  A completed record is never overwritten: only its TTL removes it.
+  A completed record is never overwritten: only its TTL removes it. Each record completed now is
+  announced on its own channel (PUBLISH key "c").
 ]]
 -- @include record
 
-local key = KEYS[1]
-local rec, reason = loadRecord(key)
-if rec == nil then return {'corrupt', reason} end
-if not rec or rec.t ~= ARGV[1] then return {'lost'} end
-if rec.s == 'c' then return {'ok'} end
-if rec.s ~= 'p' then return {'lost'} end
+local function complete(key, token, result, ttlMs)
+  local rec, reason = loadRecord(key)
+  if rec == nil then return {'corrupt', reason} end
+  if not rec or rec.t ~= token then return {'lost'} end
+  if rec.s == 'c' then return {'ok'} end
+  if rec.s ~= 'p' then return {'lost'} end
 
-redis.call('HSET', key, 's', 'c', 'r', ARGV[2])
-redis.call('HDEL', key, 'e')
-redis.call('PEXPIRE', key, ARGV[3])
-redis.call('PUBLISH', key, 'c')
-return {'ok'}
+  redis.call('HSET', key, 's', 'c', 'r', result)
+  redis.call('HDEL', key, 'e')
+  redis.call('PEXPIRE', key, ttlMs)
+  redis.call('PUBLISH', key, 'c')
+  return {'ok'}
+end
+
+local out = {}
+for i = 1, #KEYS do
+  local a = 3 * i - 2
+  out[i] = complete(KEYS[i], ARGV[a], ARGV[a + 1], ARGV[a + 2])
+end
+return out

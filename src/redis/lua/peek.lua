@@ -1,5 +1,6 @@
 --[[
-  peek: how a waiter sees a record (read only).
+  peek: how a waiter sees a record (read only). One record per call (waits are shared per key, so
+  peeks are rare and not batched).
 
   KEYS[1]  record key
 

@@ -1,27 +1,36 @@
 --[[
-  release: give the key up without a result so a retry runs again; only the owner can. Idempotent for
-  the same token.
+  release: give keys up without a result so a retry runs again; only the owner can. Idempotent for
+  the same token. A batch of n records (n >= 1), handled in order in one atomic run.
 
-  KEYS[1]  record key (also the pub/sub channel that waiters listen on)
-  ARGV[1]  token          token of the claim
-  ARGV[2]  releasedTtlMs  how long the released record (and its fence) is kept
+  KEYS[1..n]   record keys (each also the pub/sub channel that waiters on that record listen on)
+  ARGV[1]      releasedTtlMs  how long a released record (and its fence) is kept
+  ARGV[1 + i]  token of the claim on KEYS[i]
 
-  Output (array):
+  Output: an array of n replies, reply i for KEYS[i]:
     {"ok"}               released now, or already released by this token
     {"lost"}             absent, completed, or owned by another token: nothing is written
     {"corrupt", reason}
 ]]
 -- @include record
 
-local key = KEYS[1]
-local rec, reason = loadRecord(key)
-if rec == nil then return {'corrupt', reason} end
-if not rec or rec.t ~= ARGV[1] then return {'lost'} end
-if rec.s == 'r' then return {'ok'} end
-if rec.s ~= 'p' then return {'lost'} end
+local releasedTtlMs = ARGV[1]
 
-redis.call('HSET', key, 's', 'r')
-redis.call('HDEL', key, 'e')
-redis.call('PEXPIRE', key, ARGV[2])
-redis.call('PUBLISH', key, 'r')
-return {'ok'}
+local function release(key, token)
+  local rec, reason = loadRecord(key)
+  if rec == nil then return {'corrupt', reason} end
+  if not rec or rec.t ~= token then return {'lost'} end
+  if rec.s == 'r' then return {'ok'} end
+  if rec.s ~= 'p' then return {'lost'} end
+
+  redis.call('HSET', key, 's', 'r')
+  redis.call('HDEL', key, 'e')
+  redis.call('PEXPIRE', key, releasedTtlMs)
+  redis.call('PUBLISH', key, 'r')
+  return {'ok'}
+end
+
+local out = {}
+for i = 1, #KEYS do
+  out[i] = release(KEYS[i], ARGV[1 + i])
+end
+return out

@@ -1,12 +1,14 @@
 --[[
-  renew: extend the lease of the current owner.
+  renew: extend the lease of the current owner. A batch of n records (n >= 1), handled in order in one
+  atomic run.
 
-  KEYS[1]  record key
-  ARGV[1]  token      token of the claim
-  ARGV[2]  lockTtlMs  new lease length from now, ms
-  ARGV[3]  graceMs    how long an in-progress record outlives its lease
+  KEYS[1..n]  record keys
+  ARGV[1]     graceMs  how long an in-progress record outlives its lease
+  per record i, at ARGV[2i], ARGV[2i+1]:
+    token      token of the claim
+    lockTtlMs  new lease length from now, ms
 
-  Output (array):
+  Output: an array of n replies, reply i for KEYS[i]:
     {"ok"}               the lease of this token was live and now ends lockTtlMs from now
     {"lost"}             absent, completed, released, owned by another token, or the lease already ran
                          out (complete stays lenient there; renew does not revive a lapsed lease)
@@ -14,14 +16,23 @@
 ]]
 -- @include record
 
-local key = KEYS[1]
-local rec, reason = loadRecord(key)
-if rec == nil then return {'corrupt', reason} end
-if not rec or rec.s ~= 'p' or rec.t ~= ARGV[1] then return {'lost'} end
+local graceMs = tonumber(ARGV[1])
 
-local lockTtlMs, graceMs = tonumber(ARGV[2]), tonumber(ARGV[3])
-local nowMs = math.floor(nowMicros() / 1000)
-if rec.e <= nowMs then return {'lost'} end
-redis.call('HSET', key, 'e', fmt(nowMs + lockTtlMs))
-redis.call('PEXPIRE', key, fmt(lockTtlMs + graceMs))
-return {'ok'}
+local function renew(key, token, lockTtlMs)
+  local rec, reason = loadRecord(key)
+  if rec == nil then return {'corrupt', reason} end
+  if not rec or rec.s ~= 'p' or rec.t ~= token then return {'lost'} end
+
+  local nowMs = math.floor(nowMicros() / 1000)
+  if rec.e <= nowMs then return {'lost'} end
+  redis.call('HSET', key, 'e', fmt(nowMs + lockTtlMs))
+  redis.call('PEXPIRE', key, fmt(lockTtlMs + graceMs))
+  return {'ok'}
+end
+
+local out = {}
+for i = 1, #KEYS do
+  local a = 2 * i
+  out[i] = renew(KEYS[i], ARGV[a], tonumber(ARGV[a + 1]))
+end
+return out

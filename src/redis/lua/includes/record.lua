@@ -12,13 +12,21 @@
 
   Numbers are written with string.format('%.0f') because Lua 5.1 turns large numbers into
   "1.7e+15" with tostring(), and Redis does the same with number arguments to redis.call.
+
+  Batches: claim, renew, complete and release take one record per KEYS entry and handle them in order,
+  all in one atomic script run; records of one batch never see each other half-done.
 ]]
 local SCHEMA = '1'
 
--- Redis time in microseconds. Exact: 2^53 us is ~285 years after 1970.
+-- Redis time in microseconds, read once per script run (every record of a batch sees the same instant,
+-- as if they had run back to back). Exact: 2^53 us is ~285 years after 1970.
+local clockUs
 local function nowMicros()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+  if not clockUs then
+    local t = redis.call('TIME')
+    clockUs = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  return clockUs
 end
 
 local function fmt(n)
@@ -26,17 +34,23 @@ local function fmt(n)
 end
 
 -- Returns the record table, false when the key is absent, or nil plus a reason when the key holds
--- something this store did not write (never touched then).
+-- something this store did not write (never touched then). One command (HGETALL) for a record of
+-- ours or an absent key: a hash is never empty, and any other type answers WRONGTYPE.
 local function loadRecord(key)
-  local kind = redis.call('TYPE', key)['ok']
-  if kind == 'none' then return false end
-  if kind ~= 'hash' then return nil, 'holds a ' .. kind .. ', not a hash' end
-  local h = redis.call('HMGET', key, 'v', 's', 't', 'f', 'n', 'e')
-  if h[1] ~= SCHEMA then
-    if h[1] then return nil, 'has schema version ' .. h[1] .. ', expected ' .. SCHEMA end
+  local all = redis.pcall('HGETALL', key)
+  if all.err then
+    local kind = redis.call('TYPE', key)['ok']
+    if kind == 'hash' then error(all.err) end
+    return nil, 'holds a ' .. kind .. ', not a hash'
+  end
+  if #all == 0 then return false end
+  local h = {}
+  for i = 1, #all, 2 do h[all[i]] = all[i + 1] end
+  if h.v ~= SCHEMA then
+    if h.v then return nil, 'has schema version ' .. h.v .. ', expected ' .. SCHEMA end
     return nil, 'is a hash without a schema version field'
   end
-  local rec = { s = h[2], t = h[3], f = h[4], n = tonumber(h[5]), e = tonumber(h[6]) }
+  local rec = { s = h.s, t = h.t, f = h.f, n = tonumber(h.n), e = tonumber(h.e), r = h.r }
   if type(rec.t) ~= 'string' or type(rec.f) ~= 'string' or rec.n == nil then
     return nil, 'misses token, fingerprint or fence'
   end

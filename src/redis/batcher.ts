@@ -1,0 +1,111 @@
+import type { Cluster, Redis } from 'ioredis';
+import { withDeadline } from './deadline';
+import type { ReplyContext } from './replies';
+import { unexpectedReply } from './replies';
+import type { BatchScriptName, RunScript } from './scripts';
+import { keySlot } from './slot';
+
+/** Most records one script run handles; a fuller queue is sent at once and a new batch starts. */
+export const MAX_BATCH = 128;
+
+export interface BatchQueueOptions<T> {
+  client: Redis | Cluster;
+  run: RunScript;
+  script: BatchScriptName;
+  /** ARGV entries that come before the per-record ones (the same for every record, e.g. graceMs). */
+  shared: readonly string[];
+  parse(reply: unknown, context: ReplyContext): T;
+  timeoutMs: number;
+}
+
+/** One record's part of a batch: its key as the store spells it, its full key (slot, errors), its ARGV. */
+export interface BatchItem {
+  key: string;
+  fullKey: string;
+  args: readonly string[];
+}
+
+/**
+ * Micro-batching, like DataLoader: the calls of one script made in the same tick go to Redis as one script run
+ * (one EVALSHA) with one KEYS entry per record, sent on `process.nextTick` after the first call, so that
+ * everything the current microtask burst enqueues joins (at concurrency 1 a batch of one, one tick later).
+ * On a Cluster the batch is split by hash slot (all KEYS of one script must share a slot). Each batch has one
+ * deadline; each caller gets its own outcome, or its own error (a corrupt record fails only its caller; a
+ * failed or late script run fails every caller of that run with STORE_UNAVAILABLE).
+ */
+export const createBatchQueue = <T>(options: BatchQueueOptions<T>): ((item: BatchItem) => Promise<T>) => {
+  const { client, run, script, shared, parse, timeoutMs } = options;
+  const bySlot = client.isCluster;
+  let queue: Entry<T>[] = [];
+  let scheduled = false;
+
+  const send = async (batch: Entry<T>[]): Promise<void> => {
+    const keys: string[] = [];
+    const args: string[] = [...shared];
+    for (const { item } of batch) {
+      keys.push(item.key);
+      for (const arg of item.args) args.push(arg);
+    }
+    const op = batch.length === 1 ? script : `${script} (batch of ${batch.length})`;
+    let reply: unknown;
+    try {
+      reply = await withDeadline(client, { op, timeoutMs }, () => run(script, keys, args));
+    } catch (error) {
+      for (const entry of batch) entry.reject(error);
+      return;
+    }
+    if (!Array.isArray(reply) || reply.length !== batch.length) {
+      for (const entry of batch) entry.reject(unexpectedReply(reply, { script, key: entry.item.fullKey }));
+      return;
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const entry = batch[i]!;
+      try {
+        entry.resolve(parse(reply[i], { script, key: entry.item.fullKey }));
+      } catch (error) {
+        entry.reject(error);
+      }
+    }
+  };
+
+  const flush = (): void => {
+    if (queue.length === 0) return;
+    const batch = queue;
+    queue = [];
+    if (!bySlot) {
+      void send(batch);
+      return;
+    }
+    const groups = new Map<number, Entry<T>[]>();
+    for (const entry of batch) {
+      const slot = keySlot(entry.item.fullKey);
+      const group = groups.get(slot);
+      if (group) group.push(entry);
+      else groups.set(slot, [entry]);
+    }
+    for (const group of groups.values()) void send(group);
+  };
+
+  const onTick = (): void => {
+    scheduled = false;
+    flush();
+  };
+
+  return (item) =>
+    new Promise<T>((resolve, reject) => {
+      queue.push({ item, resolve, reject });
+      if (queue.length >= MAX_BATCH) flush();
+      else if (!scheduled) {
+        scheduled = true;
+        process.nextTick(onTick);
+      }
+    });
+};
+
+// ---- internal helpers ----
+
+interface Entry<T> {
+  item: BatchItem;
+  resolve(value: T): void;
+  reject(error: unknown): void;
+}
