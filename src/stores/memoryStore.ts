@@ -71,6 +71,23 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
     if (entry.expiresAt < earliestExpiry) earliestExpiry = entry.expiresAt;
   };
 
+  /** Ids in the order they were finished (completed or released), oldest first; ids gone stale are skipped. */
+  let finished: string[] = [];
+  let head = 0;
+  const compactFinished = (): void => {
+    if (head > 1024 && head * 2 > finished.length) {
+      finished = finished.slice(head);
+      head = 0;
+    } else if (finished.length - head > maxEntries * 2) {
+      finished = finished.slice(head).filter((id) => entries.get(id)?.state !== 'in_progress' && entries.has(id));
+      head = 0;
+    }
+  };
+  const markFinished = (id: string): void => {
+    finished.push(id);
+    if (finished.length - head > maxEntries * 2) compactFinished();
+  };
+
   const makeRoom = (now: number): void => {
     if (entries.size < maxEntries) return;
     if (earliestExpiry <= now) {
@@ -80,10 +97,19 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
         else if (entry.expiresAt < earliestExpiry) earliestExpiry = entry.expiresAt;
       }
     }
-    // Map iteration is insertion order: the first finished entries are the oldest.
-    for (const [id, entry] of entries) {
-      if (entries.size < maxEntries) return;
-      if (entry.state !== 'in_progress' || entry.leaseUntil <= now) entries.delete(id);
+    // Oldest finished first, from the queue: iterating the Map from its start would skip over every slot
+    // deleted since its last rehash, O(maxEntries) per claim in a store that stays full.
+    while (entries.size >= maxEntries && head < finished.length) {
+      const id = finished[head++] as string;
+      if (entries.get(id)?.state !== 'in_progress') entries.delete(id);
+    }
+    compactFinished();
+    if (entries.size >= maxEntries) {
+      // Only running claims left: expired leases may go (rare, so a scan is fine).
+      for (const [id, entry] of entries) {
+        if (entries.size < maxEntries) return;
+        if (entry.state === 'in_progress' && entry.leaseUntil <= now) entries.delete(id);
+      }
     }
     if (entries.size >= maxEntries) {
       throw new IdempotencyError(
@@ -149,6 +175,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
         result,
         expiresAt: now + ttlMs,
       });
+      markFinished(id);
       notify(id);
       return { status: 'ok' };
     },
@@ -159,6 +186,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       if (entry?.state === 'released') return { status: 'ok' };
       if (entry?.state !== 'in_progress') return { status: 'lost' };
       put(id, { state: 'released', token, fence: entry.fence, expiresAt: now + DEFAULTS.releasedTtlMs });
+      markFinished(id);
       notify(id);
       return { status: 'ok' };
     },
