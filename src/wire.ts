@@ -18,7 +18,8 @@
  * - `Idempotent-Replayed: true` when the request had a single call and it was a replay (as Stripe does).
  * - `Retry-After: <seconds>` when a call got CONFLICT because its key is in progress.
  * - `Idempotency-Status: {}` when the request carried keys that no idempotent procedure saw.
- * - `Access-Control-Expose-Headers` lists the headers above, so browsers on another origin can read them.
+ * - `Access-Control-Expose-Headers` lists the headers above on requests with an `Origin`, so browsers on
+ *   another origin can read them.
  */
 export const KEY_HEADER = 'idempotency-key';
 export const KEYS_HEADER = 'idempotency-keys';
