@@ -28,6 +28,23 @@ describe('createMemoryStore', () => {
     expect((await store.claim({ id: 'a', token: 'x', fingerprint: '', lockTtlMs: 60_000 })).status).toBe('acquired');
   });
 
+  it('skips a finished id that was claimed again when evicting, and keeps evicting oldest first over many rounds', async () => {
+    const clock = createManualClock();
+    const store = createMemoryStore({ clock, maxEntries: 3 });
+    const claim = (id: string, token = id) => store.claim({ id, token, fingerprint: '', lockTtlMs: 60_000 });
+    await claim('b');
+    await store.release({ id: 'b', token: 'b' }); // 'b' is queued as finished...
+    await claim('b', 'b2'); // ...then running again: its queue entry is stale
+    for (let i = 0; i < 50; i++) {
+      await claim(`k${i}`);
+      await store.complete({ id: `k${i}`, token: `k${i}`, result: String(i), ttlMs: 60_000 });
+    }
+    expect((await claim('b', 'x')).status).toBe('in_progress');
+    expect(await claim('k49', 'x')).toEqual({ status: 'completed', result: '49' });
+    expect(await claim('k48', 'x')).toEqual({ status: 'completed', result: '48' });
+    expect((await claim('k47', 'x')).status).toBe('acquired');
+  });
+
   it('fails closed when every slot holds a live claim', async () => {
     const clock = createManualClock();
     const store = createMemoryStore({ clock, maxEntries: 2 });
