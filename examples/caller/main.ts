@@ -6,7 +6,7 @@
 import { initTRPC } from '@trpc/server';
 import superjson from 'superjson';
 import { z } from 'zod';
-import { createIdempotency, idempotencyErrorData } from '../../src/index';
+import { createIdempotency, idempotencyErrorData } from 'trpc-idempotency';
 import { isMain } from '../shared/orders';
 
 interface JobContext {

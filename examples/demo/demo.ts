@@ -13,9 +13,9 @@ import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { createTRPCClient, httpBatchLink, httpLink, retryLink } from '@trpc/client';
 import superjson from 'superjson';
-import { idempotencyHeaders, idempotencyLink, idempotentRetry } from '../../src/client/index';
-import type { IdempotencyStore } from '../../src/index';
-import { createMemoryStore } from '../../src/index';
+import { idempotencyHeaders, idempotencyLink, idempotentRetry } from 'trpc-idempotency/client';
+import type { IdempotencyStore } from 'trpc-idempotency';
+import { createMemoryStore } from 'trpc-idempotency';
 import { startFlakyProxy } from './flakyProxy';
 import type { ShopRouter } from './shop';
 import { startShop } from './shop';
@@ -52,7 +52,7 @@ const random = seeded(Number(args.seed));
 
 const openStore = async (): Promise<{ store: IdempotencyStore; close: () => Promise<void> }> => {
   if (args.store !== 'redis') return { store: createMemoryStore(), close: async () => {} };
-  const [{ Redis }, { createRedisStore }] = await Promise.all([import('ioredis'), import('../../src/redis/index')]);
+  const [{ Redis }, { createRedisStore }] = await Promise.all([import('ioredis'), import('trpc-idempotency/redis')]);
   const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
   return { store: createRedisStore({ redis, prefix: `demo:${randomUUID()}:` }), close: async () => void redis.disconnect() };
 };

@@ -4,8 +4,8 @@ import { initTRPC } from '@trpc/server';
 import { createHTTPServer } from '@trpc/server/adapters/standalone';
 import superjson from 'superjson';
 import { z } from 'zod';
-import type { IdempotencyEvent, IdempotencyStore, IdempotentMiddleware } from '../../src/index';
-import { createIdempotency, idempotencyErrorData, idempotencyResponseMeta } from '../../src/index';
+import type { IdempotencyEvent, IdempotencyStore, IdempotentMiddleware } from 'trpc-idempotency';
+import { createIdempotency, idempotencyErrorData, idempotencyResponseMeta } from 'trpc-idempotency';
 
 interface Context {
   req: IncomingMessage;

@@ -5,7 +5,7 @@
 import { once } from 'node:events';
 import { createExpressMiddleware } from '@trpc/server/adapters/express';
 import express from 'express';
-import { idempotencyResponseMeta } from '../../src/index';
+import { idempotencyResponseMeta } from 'trpc-idempotency';
 import type { OrderAppOptions } from '../shared/orders';
 import { createOrderApp, isMain, urlOf, userIdFrom } from '../shared/orders';
 

@@ -4,7 +4,7 @@
  * Bun, Deno, Cloudflare Workers and Hono take.
  */
 import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
-import { idempotencyResponseMeta } from '../../src/index';
+import { idempotencyResponseMeta } from 'trpc-idempotency';
 import type { OrderAppOptions } from '../shared/orders';
 import { createOrderApp, userIdFrom } from '../shared/orders';
 

@@ -6,8 +6,8 @@
 import { useMutation } from '@tanstack/react-query';
 import type { FormEvent } from 'react';
 import { useRef, useState } from 'react';
-import type { IdempotencyCallInfo } from '../../src/client/index';
-import { generateUuidV4 } from '../../src/client/index';
+import type { IdempotencyCallInfo } from 'trpc-idempotency/client';
+import { generateUuidV4 } from 'trpc-idempotency/client';
 import type { Order } from '../shared/orders';
 import type { OrderClient } from './client';
 

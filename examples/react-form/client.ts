@@ -4,7 +4,7 @@
  */
 import { createTRPCClient, httpLink, retryLink } from '@trpc/client';
 import superjson from 'superjson';
-import { idempotencyHeaders, idempotencyLink, idempotentRetry } from '../../src/client/index';
+import { idempotencyHeaders, idempotencyLink, idempotentRetry } from 'trpc-idempotency/client';
 import type { OrderRouter } from '../shared/orders';
 
 export interface OrderClientOptions {

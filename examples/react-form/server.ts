@@ -9,7 +9,7 @@ import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { build } from 'esbuild';
-import { idempotencyResponseMeta } from '../../src/index';
+import { idempotencyResponseMeta } from 'trpc-idempotency';
 import type { OrderAppOptions } from '../shared/orders';
 import { createOrderApp, isMain, urlOf, userIdFrom } from '../shared/orders';
 

@@ -7,8 +7,8 @@
 import { once } from 'node:events';
 import { createHTTPServer } from '@trpc/server/adapters/standalone';
 import { Cluster } from 'ioredis';
-import { idempotencyResponseMeta } from '../../src/index';
-import { createRedisStore } from '../../src/redis/index';
+import { idempotencyResponseMeta } from 'trpc-idempotency';
+import { createRedisStore } from 'trpc-idempotency/redis';
 import { createOrderApp, isMain, urlOf, userIdFrom } from '../shared/orders';
 
 export interface RedisClusterExampleOptions {

@@ -6,8 +6,8 @@
 import { once } from 'node:events';
 import { createHTTPServer } from '@trpc/server/adapters/standalone';
 import { Redis } from 'ioredis';
-import { idempotencyResponseMeta } from '../../src/index';
-import { createRedisStore } from '../../src/redis/index';
+import { idempotencyResponseMeta } from 'trpc-idempotency';
+import { createRedisStore } from 'trpc-idempotency/redis';
 import { createOrderApp, isMain, urlOf, userIdFrom } from '../shared/orders';
 
 export interface RedisExampleOptions {

@@ -9,8 +9,8 @@ import { pathToFileURL } from 'node:url';
 import { initTRPC } from '@trpc/server';
 import superjson from 'superjson';
 import { z } from 'zod';
-import type { IdempotencyStore } from '../../src/index';
-import { createIdempotency, idempotencyErrorData } from '../../src/index';
+import type { IdempotencyStore } from 'trpc-idempotency';
+import { createIdempotency, idempotencyErrorData } from 'trpc-idempotency';
 
 /** What every adapter's createContext returns: the request (the middleware reads the key headers from it) and the user. */
 export interface OrderContext {

@@ -7,7 +7,7 @@
  */
 import { once } from 'node:events';
 import { createHTTPServer } from '@trpc/server/adapters/standalone';
-import { idempotencyResponseMeta } from '../../src/index';
+import { idempotencyResponseMeta } from 'trpc-idempotency';
 import type { OrderAppOptions } from '../shared/orders';
 import { createOrderApp, isMain, urlOf, userIdFrom } from '../shared/orders';
 
