@@ -5,11 +5,13 @@ import type { IdempotencyStore } from '../store';
 import type { IdempotencyEvent } from './events';
 import type { Lease } from './lease';
 
-export interface FinishOptions {
+/** One claim, as the finishing steps need it. */
+export interface Claim {
   store: IdempotencyStore;
   clock: Clock;
-  emit: (event: IdempotencyEvent) => void;
-  /** The record and the claim that owns it. */
+  /** `undefined` when nobody listens: events are then not even built. */
+  emit: ((event: IdempotencyEvent) => void) | undefined;
+  /** The record and the token that owns it. */
   id: string;
   token: string;
   path: string;
@@ -17,83 +19,84 @@ export interface FinishOptions {
   lockTtlMs: number;
 }
 
-export type Settled = 'ok' | 'lost' | 'failed' | 'corrupt';
-
 /** What the completed event reports once a result is stored. */
 export interface Completion {
   outcome: 'ok' | 'error';
   durationMs: number;
 }
 
-/**
- * Ends one claim: stores its result (complete) or gives the key up (release). Both are idempotent per token, so
- * a reply lost on the way back is simply retried.
- */
-export const createFinisher = (options: FinishOptions) => {
-  const { store, clock, emit, id, token, path } = options;
-  const base = { path, keyHash: id };
-  const delay = (ms: number): Promise<void> => new Promise((resolve) => clock.setTimeout(resolve, ms));
+type Settled = 'ok' | 'lost' | 'failed' | 'corrupt';
 
-  /** A few quick attempts; the caller is waiting. */
-  const withRetries = async (operation: 'complete' | 'release', run: () => Promise<{ status: 'ok' | 'lost' }>): Promise<Settled> => {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const outcome = await run();
-        if (outcome.status === 'lost') emit({ type: 'lease_lost', phase: operation, ...base });
-        return outcome.status;
-      } catch (error) {
-        emit({ type: 'store_error', operation, error, failedOpen: false, ...base });
-        if (isIdempotencyError(error) && error.code === 'RECORD_CORRUPT') return 'corrupt';
-        if (attempt >= DEFAULTS.completeAttempts) return 'failed';
-        await delay(DEFAULTS.completeRetryDelayMs * 2 ** (attempt - 1));
-      }
-    }
-  };
+const delay = (clock: Clock, ms: number): Promise<void> => new Promise((resolve) => clock.setTimeout(resolve, ms));
+const isCorrupt = (error: unknown): boolean => isIdempotencyError(error) && error.code === 'RECORD_CORRUPT';
 
-  const completeOnce = (text: string) => store.complete({ id, token, result: text, ttlMs: options.ttlMs });
-  const completed = (text: string, done: Completion): void =>
-    emit({ type: 'completed', bytes: Buffer.byteLength(text), ...done, ...base });
-
-  /**
-   * The procedure ran but its result could not be stored yet. Giving the key up now would let a retry run the
-   * procedure again, so keep the lease alive and keep trying to store the result for as long as the lease can
-   * be held (at most `ttlMs`). A store outage shorter than the lease therefore never causes a second run.
-   */
-  const completeLater = async (text: string, lease: Lease, done: Completion): Promise<void> => {
-    const until = clock.now() + options.ttlMs;
-    const maxDelayMs = Math.max(1, Math.floor(options.lockTtlMs / 3));
-    let delayMs = DEFAULTS.completeRetryDelayMs * 2 ** DEFAULTS.completeAttempts;
+/** A few quick attempts (the caller is waiting). complete and release are idempotent per token, so a reply lost
+ * on the way back is simply retried. */
+const withRetries = async (
+  claim: Claim,
+  operation: 'complete' | 'release',
+  run: () => Promise<{ status: 'ok' | 'lost' }>,
+): Promise<Settled> => {
+  for (let attempt = 1; ; attempt++) {
     try {
-      while (!lease.signal.aborted && clock.now() < until) {
-        await delay(Math.min(delayMs, maxDelayMs));
-        delayMs *= 2;
-        if (lease.signal.aborted) return;
-        try {
-          const outcome = await completeOnce(text);
-          if (outcome.status === 'ok') completed(text, done);
-          else emit({ type: 'lease_lost', phase: 'complete', ...base });
-          return;
-        } catch (error) {
-          emit({ type: 'store_error', operation: 'complete', error, failedOpen: false, ...base });
-          if (isIdempotencyError(error) && error.code === 'RECORD_CORRUPT') return;
-        }
-      }
-    } finally {
-      lease.stop();
+      const outcome = await run();
+      if (outcome.status === 'lost') claim.emit?.({ type: 'lease_lost', phase: operation, path: claim.path, keyHash: claim.id });
+      return outcome.status;
+    } catch (error) {
+      claim.emit?.({ type: 'store_error', operation, error, failedOpen: false, path: claim.path, keyHash: claim.id });
+      if (isCorrupt(error)) return 'corrupt';
+      if (attempt >= DEFAULTS.completeAttempts) return 'failed';
+      await delay(claim.clock, DEFAULTS.completeRetryDelayMs * 2 ** (attempt - 1));
     }
-  };
+  }
+};
 
-  return {
-    /** Stores the result; the lease is stopped here, or kept by `completeLater` while storing is retried. */
-    complete: async (text: string, lease: Lease, done: Completion): Promise<void> => {
-      const settled = await withRetries('complete', () => completeOnce(text));
-      if (settled === 'ok') completed(text, done);
-      if (settled === 'failed' && !lease.signal.aborted) void completeLater(text, lease, done);
-      else lease.stop();
-    },
-    release: async (lease: Lease): Promise<void> => {
-      lease.stop();
-      await withRetries('release', () => store.release({ id, token }));
-    },
-  };
+const completeOnce = (claim: Claim, text: string) =>
+  claim.store.complete({ id: claim.id, token: claim.token, result: text, ttlMs: claim.ttlMs });
+
+const completed = (claim: Claim, text: string, done: Completion): void =>
+  claim.emit?.({ type: 'completed', bytes: Buffer.byteLength(text), ...done, path: claim.path, keyHash: claim.id });
+
+/**
+ * The procedure ran but its result could not be stored yet. Giving the key up now would let a retry run the
+ * procedure again, so keep the lease alive and keep trying to store the result for as long as the lease can be
+ * held (at most `ttlMs`). A store outage shorter than the lease therefore never causes a second run.
+ */
+const completeLater = async (claim: Claim, text: string, { lease, done }: { lease: Lease; done: Completion }): Promise<void> => {
+  const { clock } = claim;
+  const until = clock.now() + claim.ttlMs;
+  const maxDelayMs = Math.max(1, Math.floor(claim.lockTtlMs / 3));
+  let delayMs = DEFAULTS.completeRetryDelayMs * 2 ** DEFAULTS.completeAttempts;
+  try {
+    while (!lease.signal.aborted && clock.now() < until) {
+      await delay(clock, Math.min(delayMs, maxDelayMs));
+      delayMs *= 2;
+      if (lease.signal.aborted) return;
+      try {
+        const outcome = await completeOnce(claim, text);
+        if (outcome.status === 'ok') completed(claim, text, done);
+        else claim.emit?.({ type: 'lease_lost', phase: 'complete', path: claim.path, keyHash: claim.id });
+        return;
+      } catch (error) {
+        claim.emit?.({ type: 'store_error', operation: 'complete', error, failedOpen: false, path: claim.path, keyHash: claim.id });
+        if (isCorrupt(error)) return;
+      }
+    }
+  } finally {
+    lease.stop();
+  }
+};
+
+/** Stores the claim's result. The lease stops here, or is kept by the background retry while storing fails. */
+export const completeClaim = async (claim: Claim, text: string, { lease, done }: { lease: Lease; done: Completion }): Promise<void> => {
+  const settled = await withRetries(claim, 'complete', () => completeOnce(claim, text));
+  if (settled === 'ok') completed(claim, text, done);
+  if (settled === 'failed' && !lease.signal.aborted) void completeLater(claim, text, { lease, done });
+  else lease.stop();
+};
+
+/** Gives the key up without a result: the next call with it runs the procedure again. */
+export const releaseClaim = async (claim: Claim, lease: Lease): Promise<void> => {
+  lease.stop();
+  await withRetries(claim, 'release', () => claim.store.release({ id: claim.id, token: claim.token }));
 };

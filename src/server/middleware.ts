@@ -8,7 +8,8 @@ import type { ClaimOutcome, IdempotencyStore } from '../store';
 import type { KeyStatus } from '../wire';
 import type { IdempotencyEvent } from './events';
 import { fingerprintInput, sha256Base64url } from './fingerprint';
-import { createFinisher } from './finish';
+import type { Claim } from './finish';
+import { completeClaim, releaseClaim } from './finish';
 import { findRequestHeaders } from './headers';
 import { holdLease } from './lease';
 import type { ResolvedGlobalOptions } from './options';
@@ -63,6 +64,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
       return false;
     }
   };
+  const listening = options.onEvent !== undefined;
   const emit = (event: IdempotencyEvent): void => {
     try {
       options.onEvent?.(event);
@@ -120,7 +122,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
 
       switch (outcome.status) {
         case 'acquired':
-          emit({ type: 'claimed', fence: outcome.fence, takeover: outcome.takeover, durationMs: clock.now() - claimStartedAt, ...base });
+          if (listening) emit({ type: 'claimed', fence: outcome.fence, takeover: outcome.takeover, durationMs: clock.now() - claimStartedAt, ...base });
           return execute(outcome.fence, outcome.takeover);
         case 'completed':
           return replay(outcome.result);
@@ -168,7 +170,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         report('store_unavailable');
         throw toTRPCError(error as IdempotencyError);
       }
-      emit({ type: 'replayed', outcome: stored.kind, durationMs: clock.now() - startedAt, ...base });
+      if (listening) emit({ type: 'replayed', outcome: stored.kind, durationMs: clock.now() - startedAt, ...base });
       if (stored.kind === 'ok') {
         report('replayed');
         return Promise.resolve({ ok: true as const, data: stored.data, marker: MIDDLEWARE_MARKER });
@@ -182,7 +184,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
     }
 
     async function execute(fence: number, takeover: boolean) {
-      const finish = createFinisher({ store, clock, emit, id: keyHash, token, path, ttlMs: options.ttlMs, lockTtlMs: options.lockTtlMs });
+      const claim: Claim = { store, clock, emit: listening ? emit : undefined, id: keyHash, token, path, ttlMs: options.ttlMs, lockTtlMs: options.lockTtlMs };
       const lease = holdLease({
         store,
         clock,
@@ -198,14 +200,14 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         result = await opts.next({ ctx: { idempotency: { key: key as string, keyHash, fence, takeover, signal: lease.signal } } });
       } catch (error) {
         // tRPC turns procedure errors into results; only a broken inner middleware gets here. Nothing was stored.
-        await finish.release(lease);
+        await releaseClaim(claim, lease);
         throw error;
       }
       const durationMs = clock.now() - runStartedAt;
       if (!result) {
         // An inner middleware forgot `return next()`: nothing to store. Free the key and let tRPC say what went wrong.
         report('released');
-        await finish.release(lease);
+        await releaseClaim(claim, lease);
         emit({ type: 'released', code: 'INTERNAL_SERVER_ERROR', durationMs, ...base });
         return result;
       }
@@ -219,12 +221,12 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         text = encodeError(serializer, result.error.code, result.error.message);
       } else {
         report('released');
-        await finish.release(lease);
+        await releaseClaim(claim, lease);
         emit({ type: 'released', code: result.error.code, durationMs, ...base });
         return result;
       }
       report('executed');
-      await finish.complete(text, lease, { outcome: result.ok ? 'ok' : 'error', durationMs });
+      await completeClaim(claim, text, { lease, done: { outcome: result.ok ? 'ok' : 'error', durationMs } });
       return result;
     }
   };
