@@ -8,7 +8,7 @@ import type { PeekOutcome } from './replies';
 import { parseClaimReply, parseLeaseReply, parsePeekReply } from './replies';
 import type { BatchScriptName } from './scripts';
 import { registerScripts } from './scripts';
-import type { BatchItem, BatchQueueOptions } from './batcher';
+import type { BatchQueueOptions } from './batcher';
 import { createBatchQueue } from './batcher';
 import { createWaitHub } from './waitHub';
 
@@ -39,12 +39,13 @@ export const createRedisStore = (options: RedisStoreOptions): RedisStore => {
   const keys = createRecordKeys(prefix, redis);
   const grace = String(leaseGraceMs);
   const queue = <T>(script: BatchScriptName, shared: string[], parse: BatchQueueOptions<T>['parse']) =>
-    createBatchQueue<T>({ client: redis, run, script, shared, parse, timeoutMs: operationTimeoutMs });
+    createBatchQueue<T>({ client: redis, keys, run, script, shared, parse, timeoutMs: operationTimeoutMs });
   const claims = queue('claim', [grace], parseClaimReply);
   const renewals = queue('renew', [grace], parseLeaseReply);
   const completions = queue('complete', [], parseLeaseReply);
   const releases = queue('release', [String(releasedTtlMs)], parseLeaseReply);
-  const item = (id: string, args: string[]): BatchItem => ({ key: keys.record(id), fullKey: keys.full(id), args });
+  const lockTtl = millisOf('lockTtlMs');
+  const ttl = millisOf('ttlMs');
 
   // peek (waiters only, shared per key) stays one record per script run
   const peek = async (id: string): Promise<PeekOutcome> => {
@@ -62,11 +63,12 @@ export const createRedisStore = (options: RedisStoreOptions): RedisStore => {
   });
 
   return {
-    claim: async ({ id, token, fingerprint, lockTtlMs }) =>
-      claims(item(id, [token, fingerprint, millis('lockTtlMs', lockTtlMs)])),
-    renew: async ({ id, token, lockTtlMs }) => renewals(item(id, [token, millis('lockTtlMs', lockTtlMs)])),
-    complete: async ({ id, token, result, ttlMs }) => completions(item(id, [token, result, millis('ttlMs', ttlMs)])),
-    release: async ({ id, token }) => releases(item(id, [token])),
+    // A bad duration rejects that call only (never thrown synchronously).
+    claim: ({ id, token, fingerprint, lockTtlMs }) =>
+      guard(() => claims({ id, args: [token, fingerprint, lockTtl(lockTtlMs)] })),
+    renew: ({ id, token, lockTtlMs }) => guard(() => renewals({ id, args: [token, lockTtl(lockTtlMs)] })),
+    complete: ({ id, token, result, ttlMs }) => guard(() => completions({ id, args: [token, result, ttl(ttlMs)] })),
+    release: ({ id, token }) => releases({ id, args: [token] }),
     wait: (request) => hub.wait(request),
     close: () => hub.close(),
   };
@@ -74,10 +76,28 @@ export const createRedisStore = (options: RedisStoreOptions): RedisStore => {
 
 // ---- internal helpers ----
 
-/** Durations go to Lua as whole milliseconds >= 1, written out in full (no exponent). */
-const millis = (name: string, value: number): string => {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new IdempotencyError('INVALID_OPTION', `redis store: ${name} must be a positive number of ms, got ${String(value)}`);
+/**
+ * Durations go to Lua as whole milliseconds >= 1, written out in full (no exponent). Remembers the last value:
+ * a store sees the same lockTtlMs and ttlMs on almost every call.
+ */
+const millisOf = (name: string): ((value: number) => string) => {
+  let lastValue = Number.NaN;
+  let lastText = '';
+  return (value) => {
+    if (value === lastValue) return lastText;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+      throw new IdempotencyError('INVALID_OPTION', `redis store: ${name} must be a positive number of ms, got ${String(value)}`);
+    }
+    lastText = Math.ceil(value).toFixed(0);
+    lastValue = value;
+    return lastText;
+  };
+};
+
+const guard = <T>(call: () => Promise<T>): Promise<T> => {
+  try {
+    return call();
+  } catch (error) {
+    return Promise.reject(error);
   }
-  return Math.ceil(value).toFixed(0);
 };

@@ -99,6 +99,23 @@ describe.runIf(redisTarget().canSpawn)('createRedisStore when Redis is down or s
     expect(await store.complete({ id, token: 'owner', result: 'r', ttlMs: 60_000 })).toEqual({ status: 'ok' });
   });
 
+  it('fails every caller of a batch within the bound while Redis is stalled, and batches work again after SIGCONT', async () => {
+    const ids = Array.from({ length: 10 }, () => randomUUID());
+    server.pause();
+    const start = performance.now();
+    const results = await Promise.allSettled(ids.map((id) => claim(id)));
+    const elapsed = performance.now() - start;
+    for (const result of results) {
+      const reason = result.status === 'rejected' ? (result.reason as unknown) : undefined;
+      expect(isIdempotencyError(reason) && reason.code, String(reason)).toBe('STORE_UNAVAILABLE');
+    }
+    expect(elapsed).toBeLessThan(operationTimeoutMs + slackMs);
+    server.resume();
+    // The stalled batch may still land once Redis resumes (leases that expire): fresh ids afterwards.
+    const outcomes = await Promise.all(ids.map(() => claim(randomUUID())));
+    expect(outcomes.every((o) => o.status === 'acquired')).toBe(true);
+  });
+
   it('fails a complete within the bound when Redis dies between claim and complete', async () => {
     const id = randomUUID();
     const token = randomUUID();

@@ -10,19 +10,20 @@
     fingerprint  "" = do not compare
     lockTtlMs    lease length in ms
 
-  Output: an array of n replies, reply i for KEYS[i]:
-    {"acquired", fence, takeover}  takeover "1" when an expired lease was taken over, else "0"
-    {"in_progress", retryAfterMs}  time left on the live lease, >= 1
-    {"completed", result}
-    {"mismatch"}                   stored and requested fingerprints are both non-empty and differ
-    {"corrupt", reason}            the key holds something this store did not write (left untouched)
+  Output: an array of n strings, string i for KEYS[i], its first character the outcome (one flat array:
+  cheaper to encode and decode than n nested ones):
+    "A" .. takeover .. fence  acquired; takeover "1" when an expired lease was taken over, else "0"
+    "I" .. retryAfterMs       in progress: time left on the live lease, >= 1
+    "C" .. result             completed
+    "M"                       mismatch: stored and requested fingerprints are both non-empty and differ
+    "X" .. reason             corrupt: the key holds something this store did not write (left untouched)
 
   Timeline of one key (Redis time):
     absent/released ---claim A---> p(A, lease L) ---complete A---> c (replayed until TTL)
                                        |  L passes, nobody else came: A may still renew/complete
                                        +--- claim B after L ---> p(B), fence grows, A is "lost"
 
-  Commands per record: absent 1 + TIME (once per run) + HSET + PEXPIRE; completed 1 (HGETALL).
+  Commands per record: absent HMGET + EXISTS + HSET + PEXPIRE, plus one TIME per run; completed HMGET only.
 ]]
 -- @include record
 
@@ -30,19 +31,19 @@ local graceMs = tonumber(ARGV[1])
 
 local function claim(key, token, fingerprint, lockTtlMs)
   local rec, reason = loadRecord(key)
-  if rec == nil then return {'corrupt', reason} end
+  if rec == nil then return 'X' .. reason end
 
   local takeover = '0'
   if rec then
     local differs = fingerprint ~= '' and rec.f ~= '' and fingerprint ~= rec.f
     if rec.s == 'c' then
-      if differs then return {'mismatch'} end
-      if not rec.r then return {'corrupt', 'is completed without a result'} end
-      return {'completed', rec.r}
+      if differs then return 'M' end
+      if not rec.r then return 'Xis completed without a result' end
+      return 'C' .. rec.r
     elseif rec.s == 'p' then
-      if differs then return {'mismatch'} end
+      if differs then return 'M' end
       local nowMs = math.floor(nowMicros() / 1000)
-      if rec.e > nowMs then return {'in_progress', fmt(rec.e - nowMs)} end
+      if rec.e > nowMs then return 'I' .. fmt(rec.e - nowMs) end
       takeover = '1'
     end
     -- rec.s == 'r' (released) behaves as absent but keeps its fence.
@@ -57,7 +58,7 @@ local function claim(key, token, fingerprint, lockTtlMs)
   redis.call('HSET', key, 'v', SCHEMA, 's', 'p', 't', token, 'f', fingerprint,
     'n', fmt(fence), 'e', fmt(math.floor(nowUs / 1000) + lockTtlMs))
   redis.call('PEXPIRE', key, fmt(lockTtlMs + graceMs))
-  return {'acquired', fmt(fence), takeover}
+  return 'A' .. takeover .. fmt(fence)
 end
 
 local out = {}

@@ -8,28 +8,29 @@
     result  opaque text, kept byte for byte
     ttlMs   how long the completed record is kept
 
-  Output: an array of n replies, reply i for KEYS[i]:
-    {"ok"}               completed now, or already completed by this token (a retried complete)
-    {"lost"}             absent, released, or owned by another token: nothing is written
-    {"corrupt", reason}
+  Output: an array of n strings, string i for KEYS[i]:
+    "O"            ok: completed now, or already completed by this token (a retried complete)
+    "L"            lost: absent, released, or owned by another token; nothing is written
+    "X" .. reason  corrupt
 
   A completed record is never overwritten: only its TTL removes it. Each record completed now is
   announced on its own channel (PUBLISH key "c").
+  Commands per record: HMGET, HSET, HDEL, PEXPIRE, PUBLISH.
 ]]
 -- @include record
 
 local function complete(key, token, result, ttlMs)
   local rec, reason = loadRecord(key)
-  if rec == nil then return {'corrupt', reason} end
-  if not rec or rec.t ~= token then return {'lost'} end
-  if rec.s == 'c' then return {'ok'} end
-  if rec.s ~= 'p' then return {'lost'} end
+  if rec == nil then return 'X' .. reason end
+  if not rec or rec.t ~= token then return 'L' end
+  if rec.s == 'c' then return 'O' end
+  if rec.s ~= 'p' then return 'L' end
 
   redis.call('HSET', key, 's', 'c', 'r', result)
   redis.call('HDEL', key, 'e')
   redis.call('PEXPIRE', key, ttlMs)
   redis.call('PUBLISH', key, 'c')
-  return {'ok'}
+  return 'O'
 end
 
 local out = {}

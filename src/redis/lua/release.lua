@@ -6,10 +6,13 @@
   ARGV[1]      releasedTtlMs  how long a released record (and its fence) is kept
   ARGV[1 + i]  token of the claim on KEYS[i]
 
-  Output: an array of n replies, reply i for KEYS[i]:
-    {"ok"}               released now, or already released by this token
-    {"lost"}             absent, completed, or owned by another token: nothing is written
-    {"corrupt", reason}
+  Output: an array of n strings, string i for KEYS[i]:
+    "O"            ok: released now, or already released by this token
+    "L"            lost: absent, completed, or owned by another token; nothing is written
+    "X" .. reason  corrupt
+
+  A released record keeps its fence. Each record released now is
+  announced on its own channel (PUBLISH key "r").
 ]]
 -- @include record
 
@@ -17,16 +20,16 @@ local releasedTtlMs = ARGV[1]
 
 local function release(key, token)
   local rec, reason = loadRecord(key)
-  if rec == nil then return {'corrupt', reason} end
-  if not rec or rec.t ~= token then return {'lost'} end
-  if rec.s == 'r' then return {'ok'} end
-  if rec.s ~= 'p' then return {'lost'} end
+  if rec == nil then return 'X' .. reason end
+  if not rec or rec.t ~= token then return 'L' end
+  if rec.s == 'r' then return 'O' end
+  if rec.s ~= 'p' then return 'L' end
 
   redis.call('HSET', key, 's', 'r')
   redis.call('HDEL', key, 'e')
   redis.call('PEXPIRE', key, releasedTtlMs)
   redis.call('PUBLISH', key, 'r')
-  return {'ok'}
+  return 'O'
 end
 
 local out = {}

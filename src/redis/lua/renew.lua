@@ -8,11 +8,11 @@
     token      token of the claim
     lockTtlMs  new lease length from now, ms
 
-  Output: an array of n replies, reply i for KEYS[i]:
-    {"ok"}               the lease of this token was live and now ends lockTtlMs from now
-    {"lost"}             absent, completed, released, owned by another token, or the lease already ran
-                         out (complete stays lenient there; renew does not revive a lapsed lease)
-    {"corrupt", reason}
+  Output: an array of n strings, string i for KEYS[i]:
+    "O"            ok: the lease of this token was live and now ends lockTtlMs from now
+    "L"            lost: absent, completed, released, owned by another token, or the lease already ran
+                   out (complete stays lenient there; renew does not revive a lapsed lease)
+    "X" .. reason  corrupt
 ]]
 -- @include record
 
@@ -20,14 +20,14 @@ local graceMs = tonumber(ARGV[1])
 
 local function renew(key, token, lockTtlMs)
   local rec, reason = loadRecord(key)
-  if rec == nil then return {'corrupt', reason} end
-  if not rec or rec.s ~= 'p' or rec.t ~= token then return {'lost'} end
+  if rec == nil then return 'X' .. reason end
+  if not rec or rec.s ~= 'p' or rec.t ~= token then return 'L' end
 
   local nowMs = math.floor(nowMicros() / 1000)
-  if rec.e <= nowMs then return {'lost'} end
+  if rec.e <= nowMs then return 'L' end
   redis.call('HSET', key, 'e', fmt(nowMs + lockTtlMs))
   redis.call('PEXPIRE', key, fmt(lockTtlMs + graceMs))
-  return {'ok'}
+  return 'O'
 end
 
 local out = {}

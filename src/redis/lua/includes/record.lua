@@ -7,7 +7,7 @@
     t  token of the claim that owns (or last owned) the record
     f  request fingerprint ("" = not compared)
     n  fencing token: grows across claims, takeovers and releases
-    e  lease end, Redis time in ms (meaningful while s = "p")
+    e  lease end, Redis time in ms (only while s = "p")
     r  stored result (only when s = "c")
 
   Numbers are written with string.format('%.0f') because Lua 5.1 turns large numbers into
@@ -34,23 +34,22 @@ local function fmt(n)
 end
 
 -- Returns the record table, false when the key is absent, or nil plus a reason when the key holds
--- something this store did not write (never touched then). One command (HGETALL) for a record of
--- ours or an absent key: a hash is never empty, and any other type answers WRONGTYPE.
+-- something this store did not write (never touched then). A record of ours costs one command (HMGET,
+-- the result included, so a replay reads nothing else); an absent key two (HMGET, EXISTS); any other
+-- type answers WRONGTYPE, and TYPE then names it.
 local function loadRecord(key)
-  local all = redis.pcall('HGETALL', key)
-  if all.err then
+  local h = redis.pcall('HMGET', key, 'v', 's', 't', 'f', 'n', 'e', 'r')
+  if h.err then
     local kind = redis.call('TYPE', key)['ok']
-    if kind == 'hash' then error(all.err) end
+    if kind == 'hash' then error(h.err) end
     return nil, 'holds a ' .. kind .. ', not a hash'
   end
-  if #all == 0 then return false end
-  local h = {}
-  for i = 1, #all, 2 do h[all[i]] = all[i + 1] end
-  if h.v ~= SCHEMA then
-    if h.v then return nil, 'has schema version ' .. h.v .. ', expected ' .. SCHEMA end
+  if h[1] ~= SCHEMA then
+    if h[1] then return nil, 'has schema version ' .. h[1] .. ', expected ' .. SCHEMA end
+    if redis.call('EXISTS', key) == 0 then return false end
     return nil, 'is a hash without a schema version field'
   end
-  local rec = { s = h.s, t = h.t, f = h.f, n = tonumber(h.n), e = tonumber(h.e), r = h.r }
+  local rec = { s = h[2], t = h[3], f = h[4], n = tonumber(h[5]), e = tonumber(h[6]), r = h[7] }
   if type(rec.t) ~= 'string' or type(rec.f) ~= 'string' or rec.n == nil then
     return nil, 'misses token, fingerprint or fence'
   end
