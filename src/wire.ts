@@ -36,6 +36,13 @@ export const STATUS_DEFERRED = 'deferred';
 /** Longest key accepted, as Stripe does. */
 export const MAX_KEY_LENGTH = 255;
 
+/** Characters a key may hold: visible ASCII, 0x21 to 0x7E (no spaces, no control characters). */
+export const KEY_PATTERN = /^[\x21-\x7e]+$/;
+
+/** Whether `key` is a valid idempotency key: a string of 1 to 255 visible ASCII characters. */
+export const isValidKey = (key: unknown): key is string =>
+  typeof key === 'string' && key.length <= MAX_KEY_LENGTH && KEY_PATTERN.test(key);
+
 /** What the server did with one key, as reported in `Idempotency-Status`. */
 export type KeyStatus =
   /** The procedure ran and its outcome was stored (a retry replays it). */

@@ -2,7 +2,7 @@ import type { Operation, OperationContext, TRPCLink } from '@trpc/client';
 import { TRPCClientError } from '@trpc/client';
 import type { AnyRouter } from '@trpc/server';
 import { observable } from '@trpc/server/observable';
-import { MAX_KEY_LENGTH } from '../wire';
+import { isValidKey, MAX_KEY_LENGTH } from '../wire';
 import { generateUuidV4 } from './generateKey';
 import { batchPositionOf, wasKeySent } from './headers';
 import { readKeyStatus } from './responseStatus';
@@ -43,8 +43,6 @@ export interface IdempotencyLinkOptions {
    */
   onWarning?: (warning: IdempotencyWarning) => void;
 }
-
-const VISIBLE_ASCII = /^[\x21-\x7e]+$/;
 
 /**
  * Gives every mutation one idempotency key, kept for all its retries, and reports replays per call through
@@ -153,8 +151,8 @@ const STATUS_MISSING =
   'trpc-idempotency: a keyed mutation succeeded but the response has no Idempotency-Status header, so replays ' +
   'cannot be detected and retries are not known to be safe. Either the server lacks ' +
   '`responseMeta: idempotencyResponseMeta()` on its tRPC HTTP handler, or the procedure lacks the idempotent() ' +
-  'middleware (exclude such mutations with idempotencyLink({ enabled })). On another origin, also expose the ' +
-  'headers: `Access-Control-Expose-Headers: Idempotency-Status, Retry-After`.';
+  'middleware (exclude such mutations with idempotencyLink({ enabled })). On another origin, make sure no proxy ' +
+  'drops `Access-Control-Expose-Headers` (idempotencyResponseMeta() sets it for requests with an Origin).';
 const keyNotSeen = (path: string): string =>
   `trpc-idempotency: the server ran mutation "${path}" without looking at its idempotency key, so retries may ` +
   'run it twice. Add the idempotent() middleware to that procedure, or exclude it with idempotencyLink({ enabled }).';
@@ -163,7 +161,7 @@ const toClientError = (cause: unknown): TRPCClientError<any> =>
   TRPCClientError.from(cause instanceof Error ? cause : new Error(String(cause)));
 
 const withKey = (op: Operation, key: unknown): Operation => {
-  if (typeof key !== 'string' || key.length > MAX_KEY_LENGTH || !VISIBLE_ASCII.test(key)) {
+  if (!isValidKey(key)) {
     throw new Error(
       `trpc-idempotency: invalid idempotency key for "${op.path}": ${JSON.stringify(key)} ` +
         `(expected 1 to ${MAX_KEY_LENGTH} characters of visible ASCII)`,

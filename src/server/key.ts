@@ -1,8 +1,6 @@
 import { IdempotencyError } from '../errors';
-import { MAX_KEY_LENGTH } from '../wire';
+import { KEY_PATTERN, MAX_KEY_LENGTH } from '../wire';
 import type { RequestHeaders } from './headers';
-
-const KEY_PATTERN = /^[\x21-\x7e]+$/;
 
 export const KEY_RULE = `an idempotency key is 1 to ${MAX_KEY_LENGTH} characters of visible ASCII (no spaces or control characters)`;
 
