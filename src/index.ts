@@ -28,4 +28,4 @@ export type {
 export type { MemoryStoreOptions } from './stores/memoryStore';
 export { createMemoryStore } from './stores/memoryStore';
 export type { IdempotencyErrorData, KeyStatus } from './wire';
-export { KEY_HEADER, KEYS_HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER, STATUS_HEADER } from './wire';
+export { isValidKey, KEY_HEADER, KEYS_HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER, STATUS_HEADER, STATUSES_HEADER } from './wire';
