@@ -24,12 +24,6 @@ export interface BatchQueueOptions<T> {
   timeoutMs: number;
 }
 
-/** One record's part of a batch: its id and its per-record ARGV. */
-export interface BatchItem {
-  id: string;
-  args: readonly string[];
-}
-
 /**
  * Micro-batching, like DataLoader: the calls of one script made in the same tick go to Redis as one script run
  * (one EVALSHA) with one KEYS entry per record, sent on `process.nextTick` after the first call, so that
@@ -38,18 +32,21 @@ export interface BatchItem {
  * deadline; each caller gets its own outcome, or its own error (a corrupt record fails only its caller; a
  * failed or late script run fails every caller of that run with STORE_UNAVAILABLE).
  */
-export const createBatchQueue = <T>(options: BatchQueueOptions<T>): ((item: BatchItem) => Promise<T>) => {
+export const createBatchQueue = <T>(
+  options: BatchQueueOptions<T>,
+): ((id: string, args: readonly string[]) => Promise<T>) => {
   const { client, keys: recordKeys, run, script, shared, parse, timeoutMs } = options;
   const bySlot = client.isCluster;
   let queue: Entry<T>[] = [];
   let scheduled = false;
 
   const send = async (batch: Entry<T>[]): Promise<void> => {
-    const keys: string[] = [];
-    const args: string[] = [...shared];
-    for (const { item } of batch) {
-      keys.push(recordKeys.record(item.id));
-      for (const arg of item.args) args.push(arg);
+    const keys: string[] = new Array<string>(batch.length);
+    const args: string[] = shared.slice();
+    for (let i = 0; i < batch.length; i++) {
+      const entry = batch[i]!;
+      keys[i] = recordKeys.record(entry.id);
+      for (const arg of entry.args) args.push(arg);
     }
     const op = batch.length === 1 ? script : `${script} (batch of ${batch.length})`;
     let reply: unknown;
@@ -59,16 +56,27 @@ export const createBatchQueue = <T>(options: BatchQueueOptions<T>): ((item: Batc
       for (const entry of batch) entry.reject(error);
       return;
     }
+    // One context per batch: the full key is only spelled out for an error message.
+    let current = batch[0]!;
+    const context: ReplyContext = {
+      script,
+      get key() {
+        return recordKeys.full(current.id);
+      },
+    };
     if (!Array.isArray(reply) || reply.length !== batch.length) {
-      for (const entry of batch) entry.reject(unexpectedReply(reply, { script, key: recordKeys.full(entry.item.id) }));
+      for (const entry of batch) {
+        current = entry;
+        entry.reject(unexpectedReply(reply, context));
+      }
       return;
     }
     for (let i = 0; i < batch.length; i++) {
-      const entry = batch[i]!;
+      current = batch[i]!;
       try {
-        entry.resolve(parse(reply[i], { script, get key() { return recordKeys.full(entry.item.id); } }));
+        current.resolve(parse(reply[i], context));
       } catch (error) {
-        entry.reject(error);
+        current.reject(error);
       }
     }
   };
@@ -83,7 +91,7 @@ export const createBatchQueue = <T>(options: BatchQueueOptions<T>): ((item: Batc
     }
     const groups = new Map<number, Entry<T>[]>();
     for (const entry of batch) {
-      const slot = keySlot(recordKeys.full(entry.item.id));
+      const slot = keySlot(recordKeys.full(entry.id));
       const group = groups.get(slot);
       if (group) group.push(entry);
       else groups.set(slot, [entry]);
@@ -96,9 +104,9 @@ export const createBatchQueue = <T>(options: BatchQueueOptions<T>): ((item: Batc
     flush();
   };
 
-  return (item) =>
+  return (id, args) =>
     new Promise<T>((resolve, reject) => {
-      queue.push({ item, resolve, reject });
+      queue.push({ id, args, resolve, reject });
       if (queue.length >= MAX_BATCH) flush();
       else if (!scheduled) {
         scheduled = true;
@@ -109,8 +117,10 @@ export const createBatchQueue = <T>(options: BatchQueueOptions<T>): ((item: Batc
 
 // ---- internal helpers ----
 
+/** One call waiting in a batch: its record, its per-record ARGV, its caller. */
 interface Entry<T> {
-  item: BatchItem;
+  id: string;
+  args: readonly string[];
   resolve(value: T): void;
   reject(error: unknown): void;
 }

@@ -65,10 +65,10 @@ export const createRedisStore = (options: RedisStoreOptions): RedisStore => {
   return {
     // A bad duration rejects that call only (never thrown synchronously).
     claim: ({ id, token, fingerprint, lockTtlMs }) =>
-      guard(() => claims({ id, args: [token, fingerprint, lockTtl(lockTtlMs)] })),
-    renew: ({ id, token, lockTtlMs }) => guard(() => renewals({ id, args: [token, lockTtl(lockTtlMs)] })),
-    complete: ({ id, token, result, ttlMs }) => guard(() => completions({ id, args: [token, result, ttl(ttlMs)] })),
-    release: ({ id, token }) => releases({ id, args: [token] }),
+      guard(() => claims(id, [token, fingerprint, lockTtl(lockTtlMs)])),
+    renew: ({ id, token, lockTtlMs }) => guard(() => renewals(id, [token, lockTtl(lockTtlMs)])),
+    complete: ({ id, token, result, ttlMs }) => guard(() => completions(id, [token, result, ttl(ttlMs)])),
+    release: ({ id, token }) => releases(id, [token]),
     wait: (request) => hub.wait(request),
     close: () => hub.close(),
   };

@@ -34,11 +34,12 @@ export const commandName = (script: ScriptName): string =>
  */
 export const registerScripts = (client: Redis | Cluster): RunScript => {
   const methods = client as unknown as Record<string, unknown>;
-  const bound = {} as Record<ScriptName, (...args: Array<string | number>) => Promise<unknown>>;
+  const bound = {} as Record<ScriptName, (...args: Array<number | readonly string[]>) => Promise<unknown>>;
   for (const script of Object.keys(sources) as ScriptName[]) {
     const name = commandName(script);
     if (typeof methods[name] !== 'function') client.defineCommand(name, { lua: sources[script] });
-    bound[script] = (methods[name] as (...args: Array<string | number>) => Promise<unknown>).bind(client);
+    bound[script] = (methods[name] as (...args: Array<number | readonly string[]>) => Promise<unknown>).bind(client);
   }
-  return (script, keys, args) => bound[script](keys.length, ...keys, ...args);
+  // ioredis flattens array arguments: no spread of a batch's keys and args.
+  return (script, keys, args) => bound[script](keys.length, keys, args);
 };
