@@ -13,6 +13,12 @@ import { keySlot } from './slot';
  */
 export const MAX_BATCH = 32;
 
+/**
+ * A batch is also sent once its arguments reach this many characters (large results): one script run blocks
+ * Redis for as long as it runs, so a batch never holds more than about a megabyte of arguments.
+ */
+export const MAX_BATCH_CHARS = 1 << 20;
+
 export interface BatchQueueOptions<T> {
   client: Redis | Cluster;
   keys: RecordKeys;
@@ -38,6 +44,7 @@ export const createBatchQueue = <T>(
   const { client, keys: recordKeys, run, script, shared, parse, timeoutMs } = options;
   const bySlot = client.isCluster;
   let queue: Entry<T>[] = [];
+  let queuedChars = 0;
   let scheduled = false;
 
   const send = async (batch: Entry<T>[]): Promise<void> => {
@@ -85,6 +92,7 @@ export const createBatchQueue = <T>(
     if (queue.length === 0) return;
     const batch = queue;
     queue = [];
+    queuedChars = 0;
     if (!bySlot) {
       void send(batch);
       return;
@@ -107,7 +115,8 @@ export const createBatchQueue = <T>(
   return (id, args) =>
     new Promise<T>((resolve, reject) => {
       queue.push({ id, args, resolve, reject });
-      if (queue.length >= MAX_BATCH) flush();
+      for (const arg of args) queuedChars += arg.length;
+      if (queue.length >= MAX_BATCH || queuedChars >= MAX_BATCH_CHARS) flush();
       else if (!scheduled) {
         scheduled = true;
         process.nextTick(onTick);

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isIdempotencyError } from '../../src/errors';
 import { createRedisStore } from '../../src/redis';
 import type { RedisStore } from '../../src/redis';
-import { MAX_BATCH } from '../../src/redis/batcher';
+import { MAX_BATCH, MAX_BATCH_CHARS } from '../../src/redis/batcher';
 import { keySlot } from '../../src/redis/slot';
 import type { ClaimOutcome } from '../../src/store';
 import { connectCluster, connectRedis, hasCluster, randomPrefix, redisTarget } from '../helpers/redisClients';
@@ -78,6 +78,18 @@ describe('createRedisStore batching (single node)', () => {
       expect(outcomes.every((o) => o.status === 'acquired')).toBe(true);
     });
     expect(evalshas(commands).map((c) => Number(c.args[1]))).toEqual([MAX_BATCH, MAX_BATCH, 5]);
+  });
+
+  it('sends a batch early once its arguments reach MAX_BATCH_CHARS (large results)', async () => {
+    const ids = Array.from({ length: 6 }, () => randomUUID());
+    await Promise.all(ids.map((id) => claim(id, `t-${id}`)));
+    const big = 'x'.repeat(Math.ceil(MAX_BATCH_CHARS / 2));
+    const commands = await monitor.record(async () => {
+      const done = await Promise.all(ids.map((id) => store.complete({ id, token: `t-${id}`, result: big, ttlMs: 60_000 })));
+      expect(done.every((o) => o.status === 'ok')).toBe(true);
+    });
+    expect(evalshas(commands).map((c) => Number(c.args[1]))).toEqual([2, 2, 2]);
+    expect(await claim(ids[5] as string)).toEqual({ status: 'completed', result: big });
   });
 
   it('sends calls of different ticks separately (a batch of one at concurrency 1)', async () => {
