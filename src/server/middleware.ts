@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { TRPCMiddlewareFunction } from '@trpc/server';
 import { TRPCError } from '@trpc/server';
 import { DEFAULTS } from '../constants';
@@ -43,6 +43,14 @@ export type IdempotentMiddleware = TRPCMiddlewareFunction<any, any, any, Idempot
 
 // tRPC checks the marker's type only; the runtime ignores it (see trpc-v11-notes section 1).
 const MIDDLEWARE_MARKER = 'middlewareMarker' as any;
+
+/**
+ * Owner tokens: unique per claim across processes (a random 128-bit prefix per process, then a counter). Only
+ * uniqueness matters: a token is never shown to clients. Cheaper than a UUID per call.
+ */
+const TOKEN_PREFIX = randomBytes(16).toString('base64url');
+let tokenCounter = 0;
+const newToken = (): string => `${TOKEN_PREFIX}.${(tokenCounter++).toString(36)}`;
 
 const recordId = (scope: string, path: string, key: string): string => sha256Base64url(JSON.stringify([scope, path, key]));
 
@@ -102,7 +110,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
     const base = { path, keyHash };
     const fingerprint =
       options.fingerprint === false ? '' : options.fingerprint === true ? fingerprintInput(rawInput) : options.fingerprint(rawInput);
-    const token = randomUUID();
+    const token = newToken();
     const report = (status: KeyStatus, retryAfterMs?: number): void => reportKey(carrier, { key, batchIndex: opts.batchIndex, status, retryAfterMs });
     const deadline = startedAt + options.waitTimeoutMs;
 
