@@ -9,7 +9,7 @@ import { keySlot } from './slot';
 /**
  * Most records one script run handles; a fuller queue is sent at once and a new batch starts. Not larger: at
  * concurrency 64 a few batches in flight let Redis run one while this process prepares the next (one batch
- * of 64 made them take turns: 16k against 25k fresh calls/s on the bench).
+ * of 64 made them take turns: 16k against 25k fresh calls/s, tRPC app at c=64 on two cores, 3 s runs).
  */
 export const MAX_BATCH = 32;
 
