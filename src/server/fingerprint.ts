@@ -3,11 +3,19 @@ import superjson from 'superjson';
 
 /**
  * A stable hash of a raw input: the same for two inputs that differ only in object key order, different when a
- * superjson type differs (a Date is not its ISO string, 1n is not 1). Map and Set order counts.
+ * superjson type differs (a Date is not its ISO string, 1n is not 1, `undefined` is not a missing key). Map and
+ * Set order counts.
+ *
+ * Plain data (objects, arrays, strings, numbers, booleans, null, undefined, bigint, Date, Map, Set, RegExp, URL)
+ * is encoded in one pass; anything else (class instances, typed arrays, errors, symbols, cycles) goes through
+ * superjson, so types you registered with superjson count too. The two encodings never meet: their texts start
+ * with different tags.
  */
 export const fingerprintInput = (rawInput: unknown): string => {
+  const text = encodePlain(rawInput, 0);
+  if (text !== undefined) return sha256Base64url(`p${text}`);
   const { json, meta } = superjson.serialize(rawInput);
-  return sha256Base64url(`${canonicalJson(json)}\n${canonicalJson(meta ?? null)}`);
+  return sha256Base64url(`s${canonicalJson(json)}\n${canonicalJson(meta ?? null)}`);
 };
 
 /**
@@ -18,6 +26,79 @@ export const sha256Base64url: (text: string) => string =
   typeof nodeCrypto.hash === 'function'
     ? (text) => nodeCrypto.hash('sha256', text, 'base64url')
     : (text) => nodeCrypto.createHash('sha256').update(text).digest('base64url');
+
+// ---- internal helpers ----
+
+/** Deeper than this is treated as a possible cycle and left to superjson. */
+const MAX_DEPTH = 64;
+
+/**
+ * A canonical, tagged text for plain data, or `undefined` when the value holds something else. Every value
+ * starts with its own tag (`u n t f d b " D M S R L [ {`), strings are JSON-quoted and numbers never contain
+ * `,:]}`, so two different values never share a text.
+ */
+const encodePlain = (value: unknown, depth: number): string | undefined => {
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value);
+    case 'number':
+      return Object.is(value, -0) ? 'd-0' : `d${value}`;
+    case 'boolean':
+      return value ? 't' : 'f';
+    case 'undefined':
+      return 'u';
+    case 'bigint':
+      return `b${value}`;
+    case 'object':
+      break;
+    default:
+      return undefined; // functions, symbols
+  }
+  if (value === null) return 'n';
+  if (depth > MAX_DEPTH) return undefined;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto === Object.prototype || proto === null) return encodeObject(value as Record<string, unknown>, depth);
+  if (Array.isArray(value) && proto === Array.prototype) return encodeList('[', value, depth);
+  if (value instanceof Date && proto === Date.prototype) return `D${value.getTime()}`;
+  if (value instanceof Map && proto === Map.prototype) {
+    let text = 'M[';
+    let first = true;
+    for (const [k, v] of value) {
+      const key = encodePlain(k, depth + 1);
+      const item = encodePlain(v, depth + 1);
+      if (key === undefined || item === undefined) return undefined;
+      text += `${first ? '' : ','}${key}:${item}`;
+      first = false;
+    }
+    return `${text}]`;
+  }
+  if (value instanceof Set && proto === Set.prototype) return encodeList('S[', [...value], depth);
+  if (value instanceof RegExp && proto === RegExp.prototype) return `R${JSON.stringify(String(value))}`;
+  if (value instanceof URL && proto === URL.prototype) return `L${JSON.stringify(value.href)}`;
+  return undefined;
+};
+
+const encodeList = (open: string, items: readonly unknown[], depth: number): string | undefined => {
+  let text = open;
+  for (let i = 0; i < items.length; i++) {
+    const item = encodePlain(items[i], depth + 1);
+    if (item === undefined) return undefined;
+    text += i === 0 ? item : `,${item}`;
+  }
+  return `${text}]`;
+};
+
+const encodeObject = (record: Record<string, unknown>, depth: number): string | undefined => {
+  const keys = Object.keys(record).sort();
+  let text = '{';
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i] as string;
+    const item = encodePlain(record[key], depth + 1);
+    if (item === undefined) return undefined;
+    text += `${i === 0 ? '' : ','}${JSON.stringify(key)}:${item}`;
+  }
+  return `${text}}`;
+};
 
 const canonicalJson = (value: unknown): string => {
   if (value === undefined) return 'u';

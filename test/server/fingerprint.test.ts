@@ -1,0 +1,70 @@
+import superjson from 'superjson';
+import { describe, expect, it } from 'vitest';
+import { fingerprintInput } from '../../src/server/fingerprint';
+
+const same = (a: unknown, b: unknown) => expect(fingerprintInput(a)).toBe(fingerprintInput(b));
+const differ = (a: unknown, b: unknown) => expect(fingerprintInput(a)).not.toBe(fingerprintInput(b));
+
+class Money {
+  constructor(
+    readonly cents: number,
+    readonly currency: string,
+  ) {}
+}
+superjson.registerClass(Money, { identifier: 'test.Money' });
+
+describe('fingerprintInput', () => {
+  it('ignores object key order, at every depth', () => {
+    same({ a: 1, b: { c: [1, { d: 2, e: 3 }] } }, { b: { c: [1, { e: 3, d: 2 }] }, a: 1 });
+  });
+
+  it('keeps array, Map and Set order', () => {
+    differ([1, 2], [2, 1]);
+    differ(new Map([['a', 1], ['b', 2]]), new Map([['b', 2], ['a', 1]]));
+    differ(new Set([1, 2]), new Set([2, 1]));
+  });
+
+  it.each([
+    ['a Date and its ISO string', new Date(0), new Date(0).toISOString()],
+    ['a Date and its epoch number', new Date(5), 5],
+    ['1n and 1', 1n, 1],
+    ['1n and "1"', 1n, '1'],
+    ['-0 and 0', -0, 0],
+    ['NaN and null', Number.NaN, null],
+    ['Infinity and null', Number.POSITIVE_INFINITY, null],
+    ['undefined and a missing key', { a: undefined }, {}],
+    ['undefined and null', { a: undefined }, { a: null }],
+    ['a Map and an object', new Map([['a', 1]]), { a: 1 }],
+    ['a Set and an array', new Set([1]), [1]],
+    ['a RegExp and its source', /a+/g, '/a+/g'],
+    ['a URL and its href', new URL('https://x.test/a'), 'https://x.test/a'],
+    ['true and "t"', true, 't'],
+    ['a string with a quote and a split string', ['a",b'], ['a', 'b']],
+    ['nested objects and flat keys', { a: { b: 1 } }, { 'a.b': 1 }],
+  ])('tells apart %s', (_, a, b) => differ(a, b));
+
+  it('is the same for equal values built separately, Dates and BigInts included', () => {
+    same(
+      { at: new Date(7), n: 2n ** 70n, m: new Map([[1, new Set(['x'])]]), u: undefined, r: /x/i },
+      { r: /x/i, u: undefined, m: new Map([[1, new Set(['x'])]]), n: 2n ** 70n, at: new Date(7) },
+    );
+  });
+
+  it('uses superjson for registered classes, so their fields count', () => {
+    same(new Money(100, 'EUR'), new Money(100, 'EUR'));
+    differ(new Money(100, 'EUR'), new Money(100, 'USD'));
+    differ(new Money(100, 'EUR'), { cents: 100, currency: 'EUR' });
+  });
+
+  it('handles a cycle instead of looping', () => {
+    const a: Record<string, unknown> = { x: 1 };
+    a.self = a;
+    expect(fingerprintInput(a)).toMatch(/^[\w-]{43}$/);
+  });
+
+  it('is a 43-character URL-safe hash that never contains the input', () => {
+    const fp = fingerprintInput({ password: 'hunter2' });
+    expect(fp).toMatch(/^[\w-]{43}$/);
+    expect(fp).not.toContain('hunter2');
+  });
+});
