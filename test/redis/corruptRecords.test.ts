@@ -34,7 +34,22 @@ describe('createRedisStore on foreign or corrupt records', () => {
     [
       'an in-progress hash without a lease end',
       (key) => redis.hset(key, 'v', '1', 's', 'p', 't', 'tok', 'f', '', 'n', '5'),
-      /in progress without a lease end/,
+      /in progress without a whole-number lease end/,
+    ],
+    [
+      'a released hash whose fence is "inf"',
+      (key) => redis.hset(key, 'v', '1', 's', 'r', 't', 'tok', 'f', '', 'n', 'inf'),
+      /fence is not a whole number/,
+    ],
+    [
+      'a released hash whose fence is "nan"',
+      (key) => redis.hset(key, 'v', '1', 's', 'r', 't', 'tok', 'f', '', 'n', 'nan'),
+      /fence is not a whole number/,
+    ],
+    [
+      'an in-progress hash whose lease end is "1e400"',
+      (key) => redis.hset(key, 'v', '1', 's', 'p', 't', 'tok', 'f', '', 'n', '5', 'e', '1e400'),
+      /without a whole-number lease end/,
     ],
     [
       'a completed hash without a result',

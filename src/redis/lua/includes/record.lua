@@ -49,12 +49,14 @@ local function loadRecord(key)
     if redis.call('EXISTS', key) == 0 then return false end
     return nil, 'is a hash without a schema version field'
   end
-  local rec = { s = h[2], t = h[3], f = h[4], n = tonumber(h[5]), e = tonumber(h[6]), r = h[7] }
+  -- Only plain digits are numbers of ours: tonumber() would also take 'inf', 'nan' or '1e400'.
+  local function digits(x) if type(x) == 'string' and string.match(x, '^%d+$') then return tonumber(x) end end
+  local rec = { s = h[2], t = h[3], f = h[4], n = digits(h[5]), e = digits(h[6]), r = h[7] }
   if type(rec.t) ~= 'string' or type(rec.f) ~= 'string' or rec.n == nil then
-    return nil, 'misses token, fingerprint or fence'
+    return nil, 'misses token or fingerprint, or its fence is not a whole number'
   end
   if rec.s == 'p' then
-    if rec.e == nil then return nil, 'is in progress without a lease end' end
+    if rec.e == nil then return nil, 'is in progress without a whole-number lease end' end
   elseif rec.s ~= 'c' and rec.s ~= 'r' then
     return nil, 'has unknown state ' .. tostring(rec.s)
   end
