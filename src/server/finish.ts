@@ -58,9 +58,11 @@ const completed = (claim: Claim, text: string, done: Completion): void =>
   claim.emit?.({ type: 'completed', bytes: Buffer.byteLength(text), ...done, path: claim.path, keyHash: claim.id });
 
 /**
- * The procedure ran but its result could not be stored yet. Giving the key up now would let a retry run the
- * procedure again, so keep the lease alive and keep trying to store the result for as long as the lease can be
- * held (at most `ttlMs`). A store outage shorter than the lease therefore never causes a second run.
+ * The procedure ran but its result could not be stored yet. Giving the key up would let a retry run the
+ * procedure again, so keep trying to store the result, until it is stored, until the store says another claim
+ * owns the key (`lost`), or until `ttlMs`. The lease is renewed meanwhile for as long as that works: a store
+ * outage shorter than the lease never lets a retry in. A longer one may (the lease ends), but a late complete is
+ * still accepted while nobody has taken the key over, so retrying matters even then.
  */
 const completeLater = async (claim: Claim, text: string, { lease, done }: { lease: Lease; done: Completion }): Promise<void> => {
   const { clock } = claim;
@@ -68,10 +70,9 @@ const completeLater = async (claim: Claim, text: string, { lease, done }: { leas
   const maxDelayMs = Math.max(1, Math.floor(claim.lockTtlMs / 3));
   let delayMs = DEFAULTS.completeRetryDelayMs * 2 ** DEFAULTS.completeAttempts;
   try {
-    while (!lease.signal.aborted && clock.now() < until) {
+    while (clock.now() < until) {
       await delay(clock, Math.min(delayMs, maxDelayMs));
       delayMs *= 2;
-      if (lease.signal.aborted) return;
       try {
         const outcome = await completeOnce(claim, text);
         if (outcome.status === 'ok') completed(claim, text, done);
@@ -91,7 +92,7 @@ const completeLater = async (claim: Claim, text: string, { lease, done }: { leas
 export const completeClaim = async (claim: Claim, text: string, { lease, done }: { lease: Lease; done: Completion }): Promise<void> => {
   const settled = await withRetries(claim, 'complete', () => completeOnce(claim, text));
   if (settled === 'ok') completed(claim, text, done);
-  if (settled === 'failed' && !lease.signal.aborted) void completeLater(claim, text, { lease, done });
+  if (settled === 'failed') void completeLater(claim, text, { lease, done });
   else lease.stop();
 };
 

@@ -8,6 +8,8 @@ export interface LeaseOptions {
   id: string;
   token: string;
   lockTtlMs: number;
+  /** When the claim was sent: the store's lease started no later than this, so it ends no later than this + lockTtlMs. */
+  claimedAt: number;
   /** Called once when the lease is gone (renew said lost, or the store stayed unreachable past the lease). */
   onLost: (reason: 'lost' | 'unreachable', error?: unknown) => void;
   onRenewError: (error: unknown) => void;
@@ -27,7 +29,7 @@ export const holdLease = (options: LeaseOptions): Lease => {
   const { store, clock, id, token, lockTtlMs } = options;
   const controller = new AbortController();
   const interval = Math.max(1, Math.floor(lockTtlMs / 3));
-  let confirmedUntil = clock.now() + lockTtlMs;
+  let confirmedUntil = options.claimedAt + lockTtlMs;
   let timer: TimerHandle | undefined;
   /** Fires when the last confirmed lease runs out: a renewal that never answers must not keep the owner in the dark. */
   let expiry: TimerHandle | undefined;
@@ -76,6 +78,8 @@ export const holdLease = (options: LeaseOptions): Lease => {
   };
 
   schedule();
+  // A claim whose reply came late may have little lease left: watch its end before the first renewal.
+  if (confirmedUntil <= clock.now() + interval) armExpiry();
   return {
     signal: controller.signal,
     stop: () => {

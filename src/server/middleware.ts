@@ -131,7 +131,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
       switch (outcome.status) {
         case 'acquired':
           if (listening) emit({ type: 'claimed', fence: outcome.fence, takeover: outcome.takeover, durationMs: clock.now() - claimStartedAt, ...base });
-          return execute(outcome.fence, outcome.takeover);
+          return execute(outcome.fence, outcome.takeover, claimStartedAt);
         case 'completed':
           return replay(outcome.result);
         case 'mismatch':
@@ -191,7 +191,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
       throw toTRPCError(notStoredError(stored, path));
     }
 
-    async function execute(fence: number, takeover: boolean) {
+    async function execute(fence: number, takeover: boolean, claimedAt: number) {
       const claim: Claim = { store, clock, emit: listening ? emit : undefined, id: keyHash, token, path, ttlMs: options.ttlMs, lockTtlMs: options.lockTtlMs };
       const lease = holdLease({
         store,
@@ -199,6 +199,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         id: keyHash,
         token,
         lockTtlMs: options.lockTtlMs,
+        claimedAt,
         onLost: () => emit({ type: 'lease_lost', phase: 'renew', ...base }),
         onRenewError: (error) => emit({ type: 'store_error', operation: 'renew', error, failedOpen: false, ...base }),
       });

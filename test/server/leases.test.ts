@@ -162,6 +162,30 @@ describe('createIdempotency', () => {
       expect(s.clock.pending()).toBe(0);
     });
 
+    it('measures the lease from when the claim was sent, so a late claim reply does not stretch it', async () => {
+      const real: { store?: IdempotencyStore } = {};
+      const s = setup({
+        renew: () => new Promise(() => undefined),
+        claim: async (request) => {
+          const outcome = await (real.store as IdempotencyStore).claim(request); // the store's lease starts now...
+          await new Promise<void>((resolve) => s.clock.setTimeout(() => resolve(), 1_000)); // ...the reply arrives 1 s later
+          return outcome;
+        },
+      });
+      real.store = s.inner;
+      const first = s.api().work();
+      await s.clock.advance(1_000);
+      await s.started[0]?.promise;
+      const signal = s.executions[0]?.signal as AbortSignal;
+      await s.clock.advance(LOCK_TTL - 1_000 - 1);
+      expect(signal.aborted).toBe(false);
+      await s.clock.advance(1);
+      // The store would now let another caller take the key over: the owner knows at the same moment.
+      expect(signal.aborted).toBe(true);
+      s.gates[0]?.resolve();
+      await first;
+    });
+
     it("keeps the new owner's result when a finisher that lost its lease completes late", async () => {
       const s = setup({ renew: () => Promise.reject(new Error('store unreachable')) });
       const stale = s.api().work();

@@ -158,6 +158,26 @@ describe('createIdempotency', () => {
       expect(s.spy.callsOf('renew').length).toBeGreaterThan(10);
     });
 
+    it('stores the result once the store is back, even after an outage longer than the lease, if nobody took over', async () => {
+      let down = true;
+      const s = setup({}, { lockTtlMs: 30_000 });
+      for (const method of ['complete', 'renew'] as const) {
+        s.spy.override(method, (request) =>
+          down ? Promise.reject(new Error(`${method} down`)) : (s.spy.inner[method] as (r: unknown) => Promise<any>)(request),
+        );
+      }
+      const call = s.api.charge();
+      await s.clock.advance(150);
+      await call;
+      await s.clock.advance(35_000); // the lease is over locally: renewals failed all along
+      expect(s.log.ofType('lease_lost')).toHaveLength(1);
+      down = false;
+      await s.clock.advance(60_000); // no retry meanwhile: the background completion gets through
+      expect(s.log.ofType('completed')).toHaveLength(1);
+      expect(await s.api.charge()).toEqual({ charged: 42, at: new Date(5) });
+      expect(s.runs()).toBe(1);
+    });
+
     it('lets the key be taken over once the whole store (renew too) stayed down past the lease', async () => {
       let down = true;
       const s = setup({}, { lockTtlMs: 30_000 });
