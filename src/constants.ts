@@ -26,6 +26,11 @@ export const DEFAULTS = {
   completeRetryDelayMs: 50,
   /** Memory store: records kept at most. */
   maxEntries: 10_000,
+  /**
+   * How long an in-progress record outlives its lease, so a crashed owner's key is taken over (`takeover: true`)
+   * rather than looking fresh; then it is cleaned up. Memory store; the Redis store's `leaseGraceMs` default.
+   */
+  leaseGraceMs: 60_000,
   /** How long a released record keeps its fence in the memory store. */
   releasedTtlMs: 60_000,
   /** Client: `idempotentRetry` for tRPC's retryLink. */

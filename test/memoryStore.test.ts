@@ -45,6 +45,34 @@ describe('createMemoryStore', () => {
     expect((await claim('k47', 'x')).status).toBe('acquired');
   });
 
+  it('evicts by the record that finished, not by a stale queue entry of the same id', async () => {
+    const clock = createManualClock();
+    const store = createMemoryStore({ clock, maxEntries: 3 });
+    const claim = (id: string, token = id) => store.claim({ id, token, fingerprint: '', lockTtlMs: 60_000 });
+    const complete = (id: string, token = id) => store.complete({ id, token, result: id, ttlMs: 600_000 });
+    await claim('b');
+    await complete('b');
+    await claim('a');
+    await store.release({ id: 'a', token: 'a' }); // queued as released...
+    await claim('c');
+    await complete('c');
+    await claim('a', 'a2');
+    await complete('a', 'a2'); // ...then completed last: the newest record
+    await claim('d'); // full: evicts the oldest finished record, 'b'
+    await complete('d');
+    await claim('e'); // full again: the stale 'a' item must not evict the new 'a'; 'c' goes
+    expect(await claim('a', 'x')).toEqual({ status: 'completed', result: 'a' });
+    expect((await claim('c', 'x')).status).toBe('acquired');
+  });
+
+  it('keeps a crashed claim past its lease for a grace period, so the next claim is a takeover', async () => {
+    const clock = createManualClock();
+    const store = createMemoryStore({ clock });
+    await store.claim({ id: 'k', token: 'crashed', fingerprint: '', lockTtlMs: 1_000 });
+    await clock.advance(30_000);
+    expect(await store.claim({ id: 'k', token: 'next', fingerprint: '', lockTtlMs: 1_000 })).toMatchObject({ takeover: true });
+  });
+
   it('fails closed when every slot holds a live claim', async () => {
     const clock = createManualClock();
     const store = createMemoryStore({ clock, maxEntries: 2 });

@@ -43,7 +43,7 @@ export type ResolvedRedisStoreOptions = Required<RedisStoreOptions>;
 export const redisStoreDefaults = {
   prefix: 'idem:',
   operationTimeoutMs: 2000,
-  leaseGraceMs: 60_000,
+  leaseGraceMs: DEFAULTS.leaseGraceMs,
   releasedTtlMs: DEFAULTS.releasedTtlMs,
   waitPollIntervalMs: 1000,
 } as const satisfies Omit<ResolvedRedisStoreOptions, 'redis'>;

@@ -71,20 +71,25 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
     if (entry.expiresAt < earliestExpiry) earliestExpiry = entry.expiresAt;
   };
 
-  /** Ids in the order they were finished (completed or released), oldest first; ids gone stale are skipped. */
-  let finished: string[] = [];
+  /**
+   * Finished records (completed or released) in the order they finished, oldest first. An item whose id now
+   * holds another record (claimed again, finished again, evicted) is stale and skipped: only the very record
+   * that was queued can be evicted by its item.
+   */
+  let finished: { id: string; entry: Entry }[] = [];
   let head = 0;
+  const isCurrent = (item: { id: string; entry: Entry }): boolean => entries.get(item.id) === item.entry;
   const compactFinished = (): void => {
     if (head > 1024 && head * 2 > finished.length) {
       finished = finished.slice(head);
       head = 0;
     } else if (finished.length - head > maxEntries * 2) {
-      finished = finished.slice(head).filter((id) => entries.get(id)?.state !== 'in_progress' && entries.has(id));
+      finished = finished.slice(head).filter(isCurrent);
       head = 0;
     }
   };
-  const markFinished = (id: string): void => {
-    finished.push(id);
+  const markFinished = (id: string, entry: Entry): void => {
+    finished.push({ id, entry });
     if (finished.length - head > maxEntries * 2) compactFinished();
   };
 
@@ -100,8 +105,8 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
     // Oldest finished first, from the queue: iterating the Map from its start would skip over every slot
     // deleted since its last rehash, O(maxEntries) per claim in a store that stays full.
     while (entries.size >= maxEntries && head < finished.length) {
-      const id = finished[head++] as string;
-      if (entries.get(id)?.state !== 'in_progress') entries.delete(id);
+      const item = finished[head++] as { id: string; entry: Entry };
+      if (isCurrent(item)) entries.delete(item.id);
     }
     compactFinished();
     if (entries.size >= maxEntries) {
@@ -147,7 +152,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
         fingerprint,
         fence,
         leaseUntil: now + lockTtlMs,
-        expiresAt: now + lockTtlMs * 2,
+        expiresAt: now + lockTtlMs + DEFAULTS.leaseGraceMs,
       });
       return { status: 'acquired', fence, takeover: entry?.state === 'in_progress' };
     },
@@ -157,7 +162,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       const entry = owned(id, token, now);
       if (entry?.state !== 'in_progress' || entry.leaseUntil <= now) return { status: 'lost' };
       entry.leaseUntil = now + lockTtlMs;
-      entry.expiresAt = Math.max(entry.expiresAt, now + lockTtlMs * 2);
+      entry.expiresAt = Math.max(entry.expiresAt, now + lockTtlMs + DEFAULTS.leaseGraceMs);
       return { status: 'ok' };
     },
 
@@ -167,15 +172,9 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       if (entry?.state === 'completed') return { status: 'ok' };
       if (entry?.state !== 'in_progress') return { status: 'lost' };
       entries.delete(id);
-      put(id, {
-        state: 'completed',
-        token,
-        fingerprint: entry.fingerprint,
-        fence: entry.fence,
-        result,
-        expiresAt: now + ttlMs,
-      });
-      markFinished(id);
+      const done: Entry = { state: 'completed', token, fingerprint: entry.fingerprint, fence: entry.fence, result, expiresAt: now + ttlMs };
+      put(id, done);
+      markFinished(id, done);
       notify(id);
       return { status: 'ok' };
     },
@@ -185,8 +184,9 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       const entry = owned(id, token, now);
       if (entry?.state === 'released') return { status: 'ok' };
       if (entry?.state !== 'in_progress') return { status: 'lost' };
-      put(id, { state: 'released', token, fence: entry.fence, expiresAt: now + DEFAULTS.releasedTtlMs });
-      markFinished(id);
+      const released: Entry = { state: 'released', token, fence: entry.fence, expiresAt: now + DEFAULTS.releasedTtlMs };
+      put(id, released);
+      markFinished(id, released);
       notify(id);
       return { status: 'ok' };
     },
