@@ -1,5 +1,6 @@
 import * as nodeCrypto from 'node:crypto';
 import superjson from 'superjson';
+import { IdempotencyError } from '../errors';
 
 /**
  * A stable hash of a raw input: the same for two inputs that differ only in object key order, different when a
@@ -10,6 +11,10 @@ import superjson from 'superjson';
  * is encoded in one pass; anything else (class instances, typed arrays, errors, symbols, cycles) goes through
  * superjson, so types you registered with superjson count too. The two encodings never meet: their texts start
  * with different tags.
+ *
+ * Inputs that cannot be compared without reading them (a Blob or File, a FormData holding files, a stream) and
+ * objects superjson does not know throw an IdempotencyError instead of all hashing alike: set `fingerprint` to
+ * your own function (or `false`) on such procedures.
  */
 export const fingerprintInput = (rawInput: unknown): string => {
   const text = encodePlain(rawInput, 0);
@@ -56,6 +61,7 @@ const encodePlain = (value: unknown, depth: number): string | undefined => {
   }
   if (value === null) return 'n';
   if (depth > MAX_DEPTH) return undefined;
+  if (isOpaque(value)) throw unfingerprintable(describe(value));
   const proto = Object.getPrototypeOf(value) as unknown;
   if (proto === Object.prototype || proto === null) return encodeObject(value as Record<string, unknown>, depth);
   if (Array.isArray(value) && proto === Array.prototype) return encodeList('[', value, depth);
@@ -75,7 +81,38 @@ const encodePlain = (value: unknown, depth: number): string | undefined => {
   if (value instanceof Set && proto === Set.prototype) return encodeList('S[', [...value], depth);
   if (value instanceof RegExp && proto === RegExp.prototype) return `R${JSON.stringify(String(value))}`;
   if (value instanceof URL && proto === URL.prototype) return `L${JSON.stringify(value.href)}`;
+  if (typeof FormData !== 'undefined' && value instanceof FormData) return encodeFormData(value);
   return undefined;
+};
+
+/** Values whose content can only be read asynchronously, or not at all without consuming it. */
+const isOpaque = (value: object): boolean =>
+  (typeof Blob !== 'undefined' && value instanceof Blob) ||
+  (typeof ReadableStream !== 'undefined' && value instanceof ReadableStream) ||
+  Symbol.asyncIterator in value ||
+  typeof (value as { pipe?: unknown }).pipe === 'function';
+
+const describe = (value: object): string => {
+  const name = (value.constructor as { name?: string } | undefined)?.name;
+  return name && name !== 'Object' ? `a ${name}` : 'an async iterable or stream';
+};
+
+const unfingerprintable = (what: string): IdempotencyError =>
+  new IdempotencyError(
+    'INVALID_OPTION',
+    `the input holds ${what}, which the default fingerprint cannot compare; set fingerprint to your own function ` +
+      '(or false) on this procedure so a changed input cannot replay another result',
+  );
+
+const encodeFormData = (form: FormData): string => {
+  let text = 'F[';
+  let first = true;
+  for (const [name, entry] of form) {
+    if (typeof entry !== 'string') throw unfingerprintable('a FormData with files');
+    text += `${first ? '' : ','}${JSON.stringify(name)}:${JSON.stringify(entry)}`;
+    first = false;
+  }
+  return `${text}]`;
 };
 
 const encodeList = (open: string, items: readonly unknown[], depth: number): string | undefined => {
@@ -104,6 +141,9 @@ const canonicalJson = (value: unknown): string => {
   if (value === undefined) return 'u';
   if (value === null || typeof value !== 'object') return JSON.stringify(value);
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  // superjson leaves what it does not know as it is: hashing its own keys would make them all look alike.
+  if (proto !== Object.prototype && proto !== null) throw unfingerprintable(describe(value));
   const record = value as Record<string, unknown>;
   const keys = Object.keys(record)
     .filter((k) => record[k] !== undefined)

@@ -108,8 +108,15 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
     }
     const keyHash = recordId(scope === undefined || scope === null ? '' : String(scope), path, key);
     const base = { path, keyHash };
-    const fingerprint =
-      options.fingerprint === false ? '' : options.fingerprint === true ? fingerprintInput(rawInput) : options.fingerprint(rawInput);
+    let fingerprint: string;
+    try {
+      fingerprint =
+        options.fingerprint === false ? '' : options.fingerprint === true ? fingerprintInput(rawInput) : options.fingerprint(rawInput);
+    } catch (error) {
+      // An input the fingerprint cannot compare: refuse (the procedure does not run) rather than replay blindly.
+      if (isIdempotencyError(error)) throw toTRPCError(error);
+      throw error;
+    }
     const token = newToken();
     const report = (status: KeyStatus, retryAfterMs?: number): void => reportKey(carrier, { key, batchIndex: opts.batchIndex, status, retryAfterMs });
     const deadline = startedAt + options.waitTimeoutMs;

@@ -62,9 +62,60 @@ describe('fingerprintInput', () => {
     expect(fingerprintInput(a)).toMatch(/^[\w-]{43}$/);
   });
 
+  it('compares FormData fields, in order', () => {
+    const form = (amount: string) => {
+      const data = new FormData();
+      data.append('account', 'a1');
+      data.append('amount', amount);
+      return data;
+    };
+    same(form('1'), form('1'));
+    differ(form('1'), form('1000000'));
+    differ(form('1'), { account: 'a1', amount: '1' });
+  });
+
+  it.each([
+    ['a Blob', () => new Blob(['x'])],
+    ['a File', () => new File(['x'], 'x.txt')],
+    ['a FormData with a file', () => {
+      const data = new FormData();
+      data.append('upload', new Blob(['x']), 'x.txt');
+      return data;
+    }],
+    ['a ReadableStream', () => new ReadableStream()],
+    ['an async iterable', () => ({ async *[Symbol.asyncIterator]() {} })],
+    ['an unregistered class instance', () => new (class Opaque { private readonly secret = 1; })()],
+    ['a nested Blob', () => ({ file: new Blob(['x']) })],
+  ])('refuses %s with an error naming the fix, instead of hashing it like {}', (_, make) => {
+    expect(() => fingerprintInput(make())).toThrow(/set fingerprint to your own function/);
+  });
+
   it('is a 43-character URL-safe hash that never contains the input', () => {
     const fp = fingerprintInput({ password: 'hunter2' });
     expect(fp).toMatch(/^[\w-]{43}$/);
     expect(fp).not.toContain('hunter2');
+  });
+});
+
+describe('the middleware with inputs the fingerprint cannot compare', () => {
+  it('refuses a Blob input (the procedure does not run) and runs it with fingerprint: false', async () => {
+    const { initTRPC } = await import('@trpc/server');
+    const { createIdempotency, createMemoryStore } = await import('../../src/index');
+    const t = initTRPC.context<{ headers: Record<string, string> }>().create();
+    const { idempotent } = createIdempotency({ store: createMemoryStore() });
+    let runs = 0;
+    const blobInput = t.procedure.input((value: unknown) => value as Blob);
+    const router = t.router({
+      strict: blobInput.use(idempotent()).mutation(() => ++runs),
+      relaxed: blobInput.use(idempotent({ fingerprint: false })).mutation(() => ++runs),
+    });
+    const caller = t.createCallerFactory(router)({ headers: { 'idempotency-key': 'upload-1' } });
+    await expect(caller.strict(new Blob(['a']))).rejects.toMatchObject({
+      code: 'INTERNAL_SERVER_ERROR',
+      message: expect.stringMatching(/holds a Blob.*set fingerprint/),
+    });
+    expect(runs).toBe(0);
+    expect(await caller.relaxed(new Blob(['a']))).toBe(1);
+    expect(await caller.relaxed(new Blob(['b']))).toBe(1); // the documented cost of fingerprint: false
   });
 });
