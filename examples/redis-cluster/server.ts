@@ -4,12 +4,10 @@
  * changes.
  * Run: `REDIS_CLUSTER_NODES=127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002 npx tsx examples/redis-cluster/server.ts`.
  */
-import { once } from 'node:events';
-import { createHTTPServer } from '@trpc/server/adapters/standalone';
 import { Cluster } from 'ioredis';
-import { idempotencyResponseMeta } from 'trpc-idempotency';
 import { createRedisStore } from 'trpc-idempotency/redis';
-import { createOrderApp, isMain, urlOf, userIdFrom } from '../shared/orders';
+import { isMain } from '../shared/orders';
+import { start as startStandalone } from '../standalone/server';
 
 export interface RedisClusterExampleOptions {
   port?: number;
@@ -28,19 +26,12 @@ export const start = async ({ port = 3000, nodes = nodesFromEnv(), prefix = 'sho
       return { host, port: Number(portText) };
     }),
   );
-  const { router, orders } = createOrderApp({ store: createRedisStore({ redis, prefix }) });
-  const server = createHTTPServer({
-    router,
-    createContext: ({ req }) => ({ req, userId: userIdFrom(req.headers['x-user-id']) }),
-    responseMeta: idempotencyResponseMeta(),
-  });
-  server.listen(port, '127.0.0.1');
-  await once(server, 'listening');
+  // The same standalone server as examples/standalone, on the Redis store.
+  const app = await startStandalone(port, { store: createRedisStore({ redis, prefix }) });
   return {
-    url: urlOf(server.address()),
-    orders,
+    ...app,
     close: async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await app.close();
       await redis.quit();
     },
   };

@@ -3,12 +3,10 @@
  * keys: a retry that lands on another instance replays the first instance's result.
  * Run: `REDIS_URL=redis://127.0.0.1:6380 npx tsx examples/redis/server.ts`.
  */
-import { once } from 'node:events';
-import { createHTTPServer } from '@trpc/server/adapters/standalone';
 import { Redis } from 'ioredis';
-import { idempotencyResponseMeta } from 'trpc-idempotency';
 import { createRedisStore } from 'trpc-idempotency/redis';
-import { createOrderApp, isMain, urlOf, userIdFrom } from '../shared/orders';
+import { isMain } from '../shared/orders';
+import { start as startStandalone } from '../standalone/server';
 
 export interface RedisExampleOptions {
   port?: number;
@@ -22,19 +20,12 @@ export const start = async ({ port = 3000, redisUrl = process.env.REDIS_URL, pre
   if (!redisUrl) throw new Error('Set REDIS_URL, e.g. REDIS_URL=redis://127.0.0.1:6380');
   // Your connected client; the store sends its commands on it and never closes it.
   const redis = new Redis(redisUrl);
-  const { router, orders } = createOrderApp({ store: createRedisStore({ redis, prefix }) });
-  const server = createHTTPServer({
-    router,
-    createContext: ({ req }) => ({ req, userId: userIdFrom(req.headers['x-user-id']) }),
-    responseMeta: idempotencyResponseMeta(),
-  });
-  server.listen(port, '127.0.0.1');
-  await once(server, 'listening');
+  // The same standalone server as examples/standalone, on the Redis store.
+  const app = await startStandalone(port, { store: createRedisStore({ redis, prefix }) });
   return {
-    url: urlOf(server.address()),
-    orders,
+    ...app,
     close: async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await app.close();
       await redis.quit();
     },
   };
