@@ -132,6 +132,7 @@ const main = async (): Promise<number> => {
   console.log(`\n  ${'what'.padEnd(width)}  count`);
   console.log(`  ${'-'.repeat(width)}  -----`);
   for (const [label, value] of rows) console.log(`  ${label.padEnd(width)}  ${String(value).padStart(5)}`);
+  console.log('  (the server counts more replays than clients see: a replay whose response was lost is replayed again)');
 
   await proxy.close();
   await shop.close();
