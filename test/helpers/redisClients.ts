@@ -3,6 +3,8 @@ import type { ClusterOptions, RedisOptions } from 'ioredis';
 import { Cluster, Redis } from 'ioredis';
 import { inject } from 'vitest';
 import type { ProvidedRedis } from './globalSetup';
+import { createRedisStore } from '../../src/redis';
+import type { StoreHarness } from '../conformance/storeSuite';
 
 /** The Redis the global setup found; throws its setup error (what to install) when there is none. */
 export const redisTarget = (): ProvidedRedis & { url: string } => {
@@ -34,3 +36,17 @@ export const hasCluster = (): boolean => inject('redis').clusterNodes.length > 0
 export const randomPrefix = (): string => `test-${randomUUID().slice(0, 8)}:`;
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The conformance suite's harness over a Redis store on `client` (any ioredis 5 or 6 `Redis` or `Cluster`). */
+export const redisStoreHarness = async (client: Redis | Cluster): Promise<StoreHarness> => {
+  const store = createRedisStore({ redis: client, prefix: randomPrefix() });
+  return {
+    store,
+    // Real Redis has a real clock: `advance` is a real wait.
+    advance: sleep,
+    close: async () => {
+      await store.close();
+      await client.quit();
+    },
+  };
+};

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
+import type { IdempotencyStore } from '../../src/store';
 
 export interface MonitoredCommand {
   /** Lower-case command name, e.g. `evalsha`. */
@@ -58,3 +59,15 @@ export const startMonitor = async (url: string): Promise<RedisMonitor> => {
 };
 
 const HANDSHAKE = new Set(['hello', 'client', 'info', 'select', 'auth']);
+
+/**
+ * ioredis sends each script as EVAL the first time on a connection, then EVALSHA: run every script once so a
+ * recorded window sees only EVALSHA.
+ */
+export const warmUpScripts = async (store: IdempotencyStore): Promise<void> => {
+  const id = randomUUID();
+  await store.claim({ id, token: 'w', fingerprint: 'f', lockTtlMs: 10_000 });
+  await store.renew({ id, token: 'w', lockTtlMs: 10_000 });
+  await store.complete({ id, token: 'w', result: 'r', ttlMs: 60_000 });
+  await store.release({ id, token: 'w' });
+};

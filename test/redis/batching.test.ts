@@ -10,7 +10,7 @@ import { keySlot } from '../../src/redis/slot';
 import type { ClaimOutcome } from '../../src/store';
 import { connectCluster, connectRedis, hasCluster, randomPrefix, redisTarget } from '../helpers/redisClients';
 import type { RedisMonitor } from '../helpers/redisMonitor';
-import { startMonitor } from '../helpers/redisMonitor';
+import { startMonitor, warmUpScripts } from '../helpers/redisMonitor';
 
 // Calls made in the same tick share one script run (one EVALSHA with one KEYS entry per record).
 describe('createRedisStore batching (single node)', () => {
@@ -26,12 +26,7 @@ describe('createRedisStore batching (single node)', () => {
     redis = connectRedis();
     store = createRedisStore({ redis, prefix });
     monitor = await startMonitor(redisTarget().url);
-    // ioredis sends each script as EVAL the first time on a connection, then EVALSHA: warm every script up.
-    const warm = randomUUID();
-    await claim(warm, 'w');
-    await store.renew({ id: warm, token: 'w', lockTtlMs: 10_000 });
-    await store.complete({ id: warm, token: 'w', result: 'r', ttlMs: 60_000 });
-    await store.release({ id: warm, token: 'w' });
+    await warmUpScripts(store);
   });
   afterAll(async () => {
     await store.close();

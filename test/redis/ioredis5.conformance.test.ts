@@ -1,25 +1,14 @@
 import type { Cluster as Cluster6, Redis as Redis6 } from 'ioredis';
 import { Cluster, Redis } from 'ioredis5';
 import { describe, expect, inject, it } from 'vitest';
-import { createRedisStore } from '../../src/redis';
 import { describeStoreConformance } from '../conformance/storeSuite';
-import type { StoreHarness } from '../conformance/storeSuite';
-import { hasCluster, randomPrefix, redisTarget, sleep } from '../helpers/redisClients';
+import { hasCluster, redisStoreHarness, redisTarget } from '../helpers/redisClients';
 
 // The store takes "the user's ioredis 5 or 6 client": the same suite, on ioredis 5 (installed as `ioredis5`).
 const lockTtlMs = 200;
 
-const harness = async (client: Redis | Cluster): Promise<StoreHarness> => {
-  const store = createRedisStore({ redis: client as unknown as Redis6 | Cluster6, prefix: randomPrefix() });
-  return {
-    store,
-    advance: sleep,
-    close: async () => {
-      await store.close();
-      await client.quit();
-    },
-  };
-};
+// The store is typed for ioredis 6's classes; at runtime it takes version 5's as they are.
+const harness = (client: Redis | Cluster) => redisStoreHarness(client as unknown as Redis6 | Cluster6);
 
 const clusterNodes = () =>
   inject('redis').clusterNodes.map((node) => {

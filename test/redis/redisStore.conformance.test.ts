@@ -1,24 +1,11 @@
 import { describe } from 'vitest';
-import type { Cluster, Redis } from 'ioredis';
-import { createRedisStore } from '../../src/redis';
 import { describeStoreConformance } from '../conformance/storeSuite';
-import type { StoreHarness } from '../conformance/storeSuite';
-import { connectCluster, connectRedis, hasCluster, randomPrefix, sleep } from '../helpers/redisClients';
+import { connectCluster, connectRedis, hasCluster, redisStoreHarness } from '../helpers/redisClients';
 
 // Real Redis has a real clock: leases of 200 ms, and `advance` is a real wait.
 const lockTtlMs = 200;
 
-const harness = async (client: Redis | Cluster): Promise<StoreHarness> => {
-  const store = createRedisStore({ redis: client, prefix: randomPrefix() });
-  return {
-    store,
-    advance: sleep,
-    close: async () => {
-      await store.close();
-      await client.quit();
-    },
-  };
-};
+const harness = redisStoreHarness;
 
 describeStoreConformance('createRedisStore (single node)', () => harness(connectRedis()), { lockTtlMs });
 

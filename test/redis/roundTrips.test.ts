@@ -5,7 +5,7 @@ import { createRedisStore } from '../../src/redis';
 import type { RedisStore } from '../../src/redis';
 import { connectRedis, randomPrefix, redisTarget } from '../helpers/redisClients';
 import type { RedisMonitor } from '../helpers/redisMonitor';
-import { startMonitor } from '../helpers/redisMonitor';
+import { startMonitor, warmUpScripts } from '../helpers/redisMonitor';
 
 // Round trips as Redis counts them (MONITOR), so a regression that adds a command fails here.
 describe('createRedisStore round trips', () => {
@@ -18,12 +18,7 @@ describe('createRedisStore round trips', () => {
     redis = connectRedis();
     store = createRedisStore({ redis, prefix: randomPrefix() });
     monitor = await startMonitor(redisTarget().url);
-    // ioredis sends each script as EVAL the first time on a connection, then EVALSHA: warm every script up.
-    const warm = randomUUID();
-    await claim(warm, 'w');
-    await store.renew({ id: warm, token: 'w', lockTtlMs: 10_000 });
-    await store.complete({ id: warm, token: 'w', result: 'r', ttlMs: 60_000 });
-    await store.release({ id: warm, token: 'w' });
+    await warmUpScripts(store);
   });
   afterAll(async () => {
     await store.close();
