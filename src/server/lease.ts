@@ -16,8 +16,8 @@ export interface LeaseOptions {
 }
 
 export interface Lease {
-  /** Aborts when the lease is lost; the procedure should stop writing. */
-  signal: AbortSignal;
+  /** A signal that aborts when the lease is lost (the procedure should stop writing); made on first call. */
+  signal(): AbortSignal;
   stop(): void;
 }
 
@@ -27,7 +27,10 @@ export interface Lease {
  */
 export const holdLease = (options: LeaseOptions): Lease => {
   const { store, clock, id, token, lockTtlMs } = options;
-  const controller = new AbortController();
+  // Made only if the procedure asks: Node makes every AbortSignal transferable, which costs more than the rest
+  // of the lease put together.
+  let controller: AbortController | undefined;
+  let lostWith: IdempotencyError | undefined;
   const interval = Math.max(1, Math.floor(lockTtlMs / 3));
   let confirmedUntil = options.claimedAt + lockTtlMs;
   let timer: TimerHandle | undefined;
@@ -48,9 +51,8 @@ export const holdLease = (options: LeaseOptions): Lease => {
     if (stopped) return;
     stopped = true;
     clearTimers();
-    controller.abort(
-      new IdempotencyError('LEASE_LOST', `the lease on this idempotency key was lost (${reason}); stop writing`, { cause: error }),
-    );
+    lostWith = new IdempotencyError('LEASE_LOST', `the lease on this idempotency key was lost (${reason}); stop writing`, { cause: error });
+    controller?.abort(lostWith);
     options.onLost(reason, error);
   };
 
@@ -81,7 +83,13 @@ export const holdLease = (options: LeaseOptions): Lease => {
   // A claim whose reply came late may have little lease left: watch its end before the first renewal.
   if (confirmedUntil <= clock.now() + interval) armExpiry();
   return {
-    signal: controller.signal,
+    signal: () => {
+      if (!controller) {
+        controller = new AbortController();
+        if (lostWith) controller.abort(lostWith);
+      }
+      return controller.signal;
+    },
     stop: () => {
       stopped = true;
       clearTimers();

@@ -11,6 +11,7 @@ import { fingerprintInput, sha256Base64url } from './fingerprint';
 import type { Claim } from './finish';
 import { completeClaim, releaseClaim } from './finish';
 import { findRequestHeaders } from './headers';
+import type { Lease } from './lease';
 import { holdLease } from './lease';
 import type { ResolvedGlobalOptions } from './options';
 import { reportKey } from './reporting';
@@ -31,12 +32,30 @@ export interface IdempotencyExecution {
   /** `true` when this claim took over a lease that had expired: an earlier attempt may have run partly. */
   takeover: boolean;
   /** Aborts when the lease is lost (another owner may now run): stop writing. */
-  signal: AbortSignal;
+  readonly signal: AbortSignal;
 }
 
 export interface IdempotencyContext {
   idempotency: IdempotencyExecution | null;
 }
+
+const LEASE = Symbol('lease');
+
+/**
+ * `signal` lives on a shared prototype and makes the AbortSignal on first read: most procedures never read it,
+ * and a getter written in an object literal would make every such literal slow to create.
+ */
+const executionPrototype = Object.create(null, {
+  signal: {
+    get(this: { [LEASE]: Lease }): AbortSignal {
+      return this[LEASE].signal();
+    },
+    enumerable: true,
+  },
+}) as object;
+
+const createExecution = (fields: Omit<IdempotencyExecution, 'signal'>, lease: Lease): IdempotencyExecution =>
+  Object.assign(Object.create(executionPrototype) as object, fields, { [LEASE]: lease }) as unknown as IdempotencyExecution;
 
 /** The middleware `idempotent()` returns; `.use()` it on mutation procedures. */
 export type IdempotentMiddleware = TRPCMiddlewareFunction<any, any, any, IdempotencyContext, any>;
@@ -213,7 +232,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
       const runStartedAt = clock.now();
       let result: Awaited<ReturnType<typeof opts.next>>;
       try {
-        result = await opts.next({ ctx: { idempotency: { key: key as string, keyHash, fence, takeover, signal: lease.signal } } });
+        result = await opts.next({ ctx: { idempotency: createExecution({ key: key as string, keyHash, fence, takeover }, lease) } });
       } catch (error) {
         // tRPC turns procedure errors into results; only a broken inner middleware gets here. Nothing was stored.
         await releaseClaim(claim, lease);

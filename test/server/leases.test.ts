@@ -146,6 +146,20 @@ describe('createIdempotency', () => {
       await first;
     });
 
+    it('gives an already aborted signal when the procedure first reads it after the lease was lost', async () => {
+      const s = setup({ renew: async () => ({ status: 'lost' }) });
+      const first = s.api().work();
+      await s.started[0]?.promise;
+      await s.clock.advance(LOCK_TTL / 3);
+      expect(s.log.ofType('lease_lost')).toHaveLength(1);
+      const { signal } = s.executions[0] as IdempotencyExecution; // first read, after the loss
+      expect(signal.aborted).toBe(true);
+      expect(isIdempotencyError(signal.reason) && signal.reason.code).toBe('LEASE_LOST');
+      expect(s.executions[0]?.signal).toBe(signal); // one signal per execution
+      s.gates[0]?.resolve();
+      await first;
+    });
+
     it('aborts the signal by the end of the lease when a renewal never answers', async () => {
       const s = setup({ renew: () => new Promise(() => undefined) });
       const first = s.api().work();
