@@ -38,6 +38,21 @@ const setup = (overrides: Partial<IdempotencyStore> = {}, options: IdempotencyOp
 
 const failing = (message = 'connection refused') => () => Promise.reject(new Error(message));
 
+/** A charge that ran while the store refuses renew and complete (lease 30 s); `recover()` brings them back. */
+const chargeWhileRenewAndCompleteAreDown = async () => {
+  let down = true;
+  const s = setup({}, { lockTtlMs: 30_000 });
+  for (const method of ['complete', 'renew'] as const) {
+    s.spy.override(method, (request) =>
+      down ? Promise.reject(new Error(`${method} down`)) : (s.spy.inner[method] as (r: unknown) => Promise<any>)(request),
+    );
+  }
+  const call = s.api.charge();
+  await s.clock.advance(150);
+  await call;
+  return { s, recover: () => void (down = false) };
+};
+
 describe('createIdempotency', () => {
   describe('when the store fails to claim', () => {
     it('answers SERVICE_UNAVAILABLE and does not run the procedure (fail-closed default)', async () => {
@@ -159,19 +174,10 @@ describe('createIdempotency', () => {
     });
 
     it('stores the result once the store is back, even after an outage longer than the lease, if nobody took over', async () => {
-      let down = true;
-      const s = setup({}, { lockTtlMs: 30_000 });
-      for (const method of ['complete', 'renew'] as const) {
-        s.spy.override(method, (request) =>
-          down ? Promise.reject(new Error(`${method} down`)) : (s.spy.inner[method] as (r: unknown) => Promise<any>)(request),
-        );
-      }
-      const call = s.api.charge();
-      await s.clock.advance(150);
-      await call;
+      const { s, recover } = await chargeWhileRenewAndCompleteAreDown();
       await s.clock.advance(35_000); // the lease is over locally: renewals failed all along
       expect(s.log.ofType('lease_lost')).toHaveLength(1);
-      down = false;
+      recover();
       await s.clock.advance(60_000); // no retry meanwhile: the background completion gets through
       expect(s.log.ofType('completed')).toHaveLength(1);
       expect(await s.api.charge()).toEqual({ charged: 42, at: new Date(5) });
@@ -179,19 +185,10 @@ describe('createIdempotency', () => {
     });
 
     it('lets the key be taken over once the whole store (renew too) stayed down past the lease', async () => {
-      let down = true;
-      const s = setup({}, { lockTtlMs: 30_000 });
-      for (const method of ['complete', 'renew'] as const) {
-        s.spy.override(method, (request) =>
-          down ? Promise.reject(new Error(`${method} down`)) : (s.spy.inner[method] as (r: unknown) => Promise<any>)(request),
-        );
-      }
-      const call = s.api.charge();
-      await s.clock.advance(150);
-      await call;
+      const { s, recover } = await chargeWhileRenewAndCompleteAreDown();
       await s.clock.advance(30_000);
       expect(s.log.ofType('lease_lost')).toHaveLength(1);
-      down = false;
+      recover();
       const takeover = s.api.charge();
       await s.clock.advance(150);
       await takeover;
