@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { connect } from 'node:net';
+import type { Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import type { IdempotencyStore } from '../../src/store';
 
@@ -19,20 +21,25 @@ export interface RedisMonitor {
   stop(): Promise<void>;
 }
 
-/** Counts commands the way Redis sees them: a MONITOR connection, flushed with an ECHO marker. */
+/**
+ * Counts commands the way Redis sees them: a MONITOR connection, flushed with an ECHO marker.
+ *
+ * The MONITOR connection is a raw socket, not ioredis's `monitor()`: ioredis enters monitoring mode in a promise
+ * callback after MONITOR's `OK`, so a monitor line that arrives in the same TCP read as that `OK` finds an empty
+ * command queue and fails with "Command queue state error" (seen once in CI).
+ */
 export const startMonitor = async (url: string): Promise<RedisMonitor> => {
-  const monitorClient = new Redis(url);
   const markerClient = new Redis(url);
-  const monitor = await monitorClient.monitor();
   let seen: MonitoredCommand[] = [];
   const markers = new Map<string, () => void>();
-  monitor.on('monitor', (_time: string, args: string[], source: string) => {
-    const [name = '', ...rest] = args;
-    if (name.toLowerCase() === 'echo' && rest[0] && markers.has(rest[0])) {
-      markers.get(rest[0])?.();
+  const socket = await openMonitor(url, (line) => {
+    const command = parseMonitorLine(line);
+    if (!command) return;
+    if (command.name === 'echo' && command.args[0] && markers.has(command.args[0])) {
+      markers.get(command.args[0])?.();
       return;
     }
-    seen.push({ name: name.toLowerCase(), args: rest, source });
+    seen.push(command);
   });
   const flush = async (): Promise<void> => {
     const marker = `monitor-marker-${randomUUID()}`;
@@ -51,14 +58,93 @@ export const startMonitor = async (url: string): Promise<RedisMonitor> => {
       return seen.filter((command) => command.source !== 'lua' && !HANDSHAKE.has(command.name));
     },
     stop: async () => {
-      monitor.disconnect();
-      monitorClient.disconnect();
+      socket.destroy();
       await markerClient.quit();
     },
   };
 };
 
 const HANDSHAKE = new Set(['hello', 'client', 'info', 'select', 'auth']);
+
+const encodeCommand = (args: string[]): string =>
+  `*${args.length}\r\n${args.map((arg) => `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`).join('')}`;
+
+/** Opens a socket, authenticates when the URL says so, sends MONITOR and resolves once Redis answered `+OK`. */
+const openMonitor = (url: string, onLine: (line: string) => void): Promise<Socket> => {
+  const target = new URL(url);
+  const socket = connect({ host: target.hostname || '127.0.0.1', port: Number(target.port || 6379) });
+  socket.setEncoding('utf8');
+  const commands: string[][] = [];
+  if (target.password) {
+    const user = decodeURIComponent(target.username);
+    const password = decodeURIComponent(target.password);
+    commands.push(user ? ['AUTH', user, password] : ['AUTH', password]);
+  }
+  commands.push(['MONITOR']);
+  let pendingOks = commands.length;
+  let buffered = '';
+  return new Promise((resolve, reject) => {
+    socket.once('error', reject);
+    socket.on('connect', () => socket.write(commands.map(encodeCommand).join('')));
+    socket.on('data', (chunk: string) => {
+      buffered += chunk;
+      let end = buffered.indexOf('\r\n');
+      while (end !== -1) {
+        const line = buffered.slice(0, end);
+        buffered = buffered.slice(end + 2);
+        end = buffered.indexOf('\r\n');
+        if (line.startsWith('-')) {
+          reject(new Error(`MONITOR connection refused: ${line.slice(1)}`));
+          socket.destroy();
+          return;
+        }
+        if (pendingOks > 0 && line === '+OK') {
+          pendingOks -= 1;
+          if (pendingOks === 0) resolve(socket);
+          continue;
+        }
+        if (line.startsWith('+')) onLine(line.slice(1));
+      }
+    });
+  });
+};
+
+const ESCAPES: Record<string, string> = { n: '\n', r: '\r', t: '\t', a: '\x07', b: '\b', '"': '"', '\\': '\\' };
+
+/** Parses `1700000000.123456 [0 127.0.0.1:5000] "evalsha" "abc" "1"` (arguments quoted as Redis's sdscatrepr does). */
+export const parseMonitorLine = (line: string): MonitoredCommand | undefined => {
+  const open = line.indexOf('[');
+  const close = line.indexOf(']', open);
+  if (open === -1 || close === -1) return undefined;
+  const source = line.slice(open + 1, close).split(' ')[1] ?? '';
+  const args: string[] = [];
+  let i = close + 1;
+  while (i < line.length) {
+    const quote = line.indexOf('"', i);
+    if (quote === -1) break;
+    let arg = '';
+    i = quote + 1;
+    while (i < line.length && line[i] !== '"') {
+      if (line[i] === '\\') {
+        const next = line[i + 1] ?? '';
+        if (next === 'x') {
+          arg += String.fromCharCode(Number.parseInt(line.slice(i + 2, i + 4), 16));
+          i += 4;
+        } else {
+          arg += ESCAPES[next] ?? next;
+          i += 2;
+        }
+      } else {
+        arg += line[i];
+        i += 1;
+      }
+    }
+    args.push(arg);
+    i += 1;
+  }
+  const [name = '', ...rest] = args;
+  return { name: name.toLowerCase(), args: rest, source };
+};
 
 /**
  * ioredis sends each script as EVAL the first time on a connection, then EVALSHA: run every script once so a
