@@ -1,4 +1,5 @@
 import type { Clock, TimerHandle } from '../clock';
+import { delayQueue } from '../delayQueue';
 import { IdempotencyError } from '../errors';
 import type { IdempotencyStore } from '../store';
 
@@ -33,13 +34,15 @@ export const holdLease = (options: LeaseOptions): Lease => {
   let lostWith: IdempotencyError | undefined;
   const interval = Math.max(1, Math.floor(lockTtlMs / 3));
   let confirmedUntil = options.claimedAt + lockTtlMs;
-  let timer: TimerHandle | undefined;
+  const renewals = delayQueue(clock, interval);
+  /** Cancels the next renewal; renewals share one timer per clock and interval (see delayQueue). */
+  let cancelRenewal: (() => void) | undefined;
   /** Fires when the last confirmed lease runs out: a renewal that never answers must not keep the owner in the dark. */
   let expiry: TimerHandle | undefined;
   let stopped = false;
 
   const clearTimers = (): void => {
-    if (timer !== undefined) clock.clearTimeout(timer);
+    cancelRenewal?.();
     if (expiry !== undefined) clock.clearTimeout(expiry);
   };
   const armExpiry = (): void => {
@@ -59,7 +62,7 @@ export const holdLease = (options: LeaseOptions): Lease => {
   const tick = async (): Promise<void> => {
     if (stopped) return;
     const startedAt = clock.now();
-    // Armed only once a renewal is in flight: a fast procedure pays for one timer, not two.
+    // Armed only once a renewal is in flight: a fast procedure pays for no timer of its own.
     armExpiry();
     try {
       const outcome = await store.renew({ id, token, lockTtlMs });
@@ -76,7 +79,7 @@ export const holdLease = (options: LeaseOptions): Lease => {
   };
 
   const schedule = (): void => {
-    if (!stopped) timer = clock.setTimeout(() => void tick(), interval);
+    if (!stopped) cancelRenewal = renewals.add(() => void tick());
   };
 
   schedule();

@@ -1,8 +1,9 @@
 import type { AnyRouter } from '@trpc/server';
-import type { ResponseMeta, ResponseMetaFn } from '@trpc/server/http';
+import type { ResponseMetaFn } from '@trpc/server/http';
 import type { KeyStatus } from '../wire';
 import { EXPOSED_HEADERS, REPLAYED_HEADER, RETRY_AFTER_HEADER, STATUS_DEFERRED, STATUS_HEADER, STATUSES_HEADER } from '../wire';
 import { findRequestHeaders } from './headers';
+import type { RequestHeaders } from './headers';
 
 interface RequestReport {
   statuses: Map<string, KeyStatus>;
@@ -36,19 +37,56 @@ export const reportKey = (carrier: object | undefined, { key, batchIndex, status
   if (retryAfterMs !== undefined) report.retryAfterMs = Math.max(report.retryAfterMs, retryAfterMs);
 };
 
-const toHeaders = (headers: ResponseMeta['headers']): Headers => {
-  if (headers instanceof Headers) return headers;
-  const result = new Headers();
-  for (const [name, value] of Object.entries(headers ?? {})) {
-    if (Array.isArray(value)) for (const v of value) result.append(name, v);
-    else if (value !== undefined) result.set(name, value);
-  }
-  return result;
+type HeaderRecord = Record<string, string | string[] | undefined>;
+
+/** Where our headers go: the user's `Headers` object as is, else a plain record (tRPC copies either into its own). */
+interface HeaderSink {
+  set(name: string, value: string): void;
+  /** Adds `names` to `Access-Control-Expose-Headers`, keeping what is listed already. */
+  expose(names: readonly string[]): void;
+  headers: Headers | HeaderRecord;
+}
+
+const headersSink = (headers: Headers): HeaderSink => ({
+  headers,
+  set: (name, value) => headers.set(name, value),
+  expose: (names) => {
+    const listed = (headers.get(EXPOSE_HEADER) ?? '').toLowerCase();
+    for (const name of names) if (!listed.includes(name)) headers.append(EXPOSE_HEADER, name);
+  },
+});
+
+const recordSink = (base: HeaderRecord | undefined): HeaderSink => {
+  const headers: HeaderRecord = base ? { ...base } : {};
+  return {
+    headers,
+    set: (name, value) => {
+      headers[name] = value;
+    },
+    expose: (names) => {
+      // The user's record may spell the name in any case: merge into that entry.
+      const own = Object.keys(headers).find((k) => k.toLowerCase() === EXPOSE_HEADER) ?? EXPOSE_HEADER;
+      const value = headers[own];
+      const listed = (Array.isArray(value) ? value.join(', ') : (value ?? '')).toLowerCase();
+      const missing = names.filter((name) => !listed.includes(name));
+      if (missing.length === 0) return;
+      headers[own] = [...(Array.isArray(value) ? value : value ? [value] : []), ...missing].join(', ');
+    },
+  };
 };
 
-const exposeHeaders = (headers: Headers): void => {
-  const listed = (headers.get('access-control-expose-headers') ?? '').toLowerCase();
-  for (const name of EXPOSED_HEADERS) if (!listed.includes(name)) headers.append('access-control-expose-headers', name);
+const EXPOSE_HEADER = 'access-control-expose-headers';
+
+const isKeyed = (request: RequestHeaders): boolean => {
+  for (const name of keyHeaderNames) if (request.get(name) !== undefined || request.get(`${name}s`) !== undefined) return true;
+  return false;
+};
+
+/** `{"key":"status"}` without building an object for the common one-key request. */
+const statusesJson = (statuses: Map<string, KeyStatus>): string => {
+  if (statuses.size !== 1) return JSON.stringify(Object.fromEntries(statuses));
+  for (const [key, status] of statuses) return `{${JSON.stringify(key)}:"${status}"}`;
+  return '{}';
 };
 
 /**
@@ -66,28 +104,27 @@ export const idempotencyResponseMeta = <TRouter extends AnyRouter = AnyRouter>(
     const request = findRequestHeaders(opts.ctx);
     if (!request) return base;
     const report = reports.get(request.carrier);
-    const keyed =
-      report !== undefined ||
-      [...keyHeaderNames].some((n) => request.get(n) !== undefined || request.get(`${n}s`) !== undefined);
-    if (!keyed) return base;
-    const headers = toHeaders(base.headers);
+    if (report === undefined && !isKeyed(request)) return base;
+    const sink = base.headers instanceof Headers ? headersSink(base.headers) : recordSink(base.headers);
     // Only a browser on another origin needs them exposed; it always sends Origin.
-    if (request.get('origin') !== undefined) exposeHeaders(headers);
+    if (request.get('origin') !== undefined) sink.expose(EXPOSED_HEADERS);
     if (opts.eagerGeneration) {
       // Streamed responses send their head before any call ran: say so, so clients don't guess.
-      headers.set(STATUS_HEADER, STATUS_DEFERRED);
-      return { ...base, headers };
+      sink.set(STATUS_HEADER, STATUS_DEFERRED);
+      return { ...base, headers: sink.headers };
     }
     if (!report) {
       // Keys came, but no idempotent procedure saw them: the client can tell its key was not protected.
-      headers.set(STATUS_HEADER, '{}');
-      return { ...base, headers };
+      sink.set(STATUS_HEADER, '{}');
+      return { ...base, headers: sink.headers };
     }
-    headers.set(STATUS_HEADER, JSON.stringify(Object.fromEntries(report.statuses)));
-    if (opts.info?.isBatchCall) headers.set(STATUSES_HEADER, JSON.stringify(Array.from(report.byIndex, (s) => s ?? null)));
-    const single = opts.info?.isBatchCall !== true && report.statuses.size === 1;
-    if (single && [...report.statuses.values()][0] === 'replayed') headers.set(REPLAYED_HEADER, 'true');
-    if (report.retryAfterMs > 0) headers.set(RETRY_AFTER_HEADER, String(Math.ceil(report.retryAfterMs / 1000)));
-    return { ...base, headers };
+    sink.set(STATUS_HEADER, statusesJson(report.statuses));
+    const batch = opts.info?.isBatchCall === true;
+    if (batch) sink.set(STATUSES_HEADER, JSON.stringify(Array.from(report.byIndex, (s) => s ?? null)));
+    if (!batch && report.statuses.size === 1 && report.statuses.values().next().value === 'replayed') {
+      sink.set(REPLAYED_HEADER, 'true');
+    }
+    if (report.retryAfterMs > 0) sink.set(RETRY_AFTER_HEADER, String(Math.ceil(report.retryAfterMs / 1000)));
+    return { ...base, headers: sink.headers };
   };
 };

@@ -70,9 +70,32 @@ describe('createIdempotency', () => {
       await s.started[0]?.promise;
       s.gates[0]?.resolve();
       await first;
+      // Renewals share one timer per interval: it may still be armed, but fires for nothing and stops.
+      expect(s.clock.pending()).toBeLessThanOrEqual(1);
+      await s.clock.advance(LOCK_TTL / 3);
       expect(s.clock.pending()).toBe(0);
       await s.clock.advance(10 * LOCK_TTL);
       expect(s.spy.callsOf('renew')).toHaveLength(0);
+    });
+
+    it('renews many concurrent leases on one shared timer, each on its own schedule', async () => {
+      const s = setup();
+      const calls = Array.from({ length: 5 }, (_, i) => s.api(`many-${i}`).work());
+      await Promise.all(s.started.slice(0, 5).map((d) => d.promise));
+      expect(s.clock.pending()).toBe(1);
+      await s.clock.advance(LOCK_TTL);
+      expect(s.spy.callsOf('renew')).toHaveLength(15);
+      // Finished leases stop renewing; the others go on.
+      s.gates[0]?.resolve();
+      s.gates[1]?.resolve();
+      await Promise.all(calls.slice(0, 2));
+      await s.clock.advance(LOCK_TTL);
+      expect(s.spy.callsOf('renew')).toHaveLength(15 + 9);
+      for (const gate of s.gates.slice(2)) gate.resolve();
+      await Promise.all(calls);
+      await s.clock.advance(LOCK_TTL);
+      expect(s.spy.callsOf('renew')).toHaveLength(24);
+      expect(s.clock.pending()).toBe(0);
     });
 
     it('gives ctx.idempotency the key, the record id, a fence, takeover and a live signal', async () => {

@@ -4,7 +4,7 @@ import superjson from 'superjson';
 import { describe, expect, it } from 'vitest';
 import { createIdempotency, createMemoryStore, idempotencyResponseMeta } from '../../src/index';
 
-const setup = () => {
+const setup = (inner?: Parameters<typeof idempotencyResponseMeta>[0]) => {
   const t = initTRPC.context<{ req: Request }>().create({ transformer: superjson });
   const { idempotent } = createIdempotency({ store: createMemoryStore() });
   let runs = 0;
@@ -21,7 +21,7 @@ const setup = () => {
       router,
       req: new Request(`http://localhost/trpc/${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ json: null }) }),
       createContext: ({ req }) => ({ req }),
-      responseMeta: idempotencyResponseMeta(),
+      responseMeta: idempotencyResponseMeta(inner),
     });
   return { call, runs: () => runs };
 };
@@ -55,5 +55,27 @@ describe('idempotencyResponseMeta', () => {
     const response = await call('busy', { 'idempotency-key': 'k3', origin: 'http://app.example' });
     const exposed = (response.headers.get('access-control-expose-headers') ?? '').split(',').map((h) => h.trim());
     expect(exposed).toEqual(expect.arrayContaining(['idempotency-status', 'idempotent-replayed', 'retry-after']));
+  });
+
+  it("merges into the user's own expose list, whatever case its record spells the name in", async () => {
+    const { call } = setup(() => ({ headers: { 'Access-Control-Expose-Headers': 'X-App, Retry-After', 'x-app': 'mine' } }));
+    const response = await call('busy', { 'idempotency-key': 'k4', origin: 'http://app.example' });
+    const exposed = (response.headers.get('access-control-expose-headers') ?? '').split(',').map((h) => h.trim().toLowerCase());
+    expect(exposed.sort()).toEqual(['idempotency-status', 'idempotency-statuses', 'idempotent-replayed', 'retry-after', 'x-app']);
+    expect(response.headers.get('x-app')).toBe('mine');
+  });
+
+  it("merges into the user's expose list given as a Headers object", async () => {
+    const { call } = setup(() => ({ headers: new Headers({ 'access-control-expose-headers': 'x-app' }) }));
+    const response = await call('busy', { 'idempotency-key': 'k5', origin: 'http://app.example' });
+    const exposed = (response.headers.get('access-control-expose-headers') ?? '').split(',').map((h) => h.trim());
+    expect(exposed.sort()).toEqual(['idempotency-status', 'idempotency-statuses', 'idempotent-replayed', 'retry-after', 'x-app']);
+  });
+
+  it('quotes keys with JSON escapes in the status header', async () => {
+    const { call } = setup();
+    const key = 'a"b\\c';
+    const response = await call('busy', { 'idempotency-key': key });
+    expect(JSON.parse(response.headers.get('idempotency-status') ?? 'null')).toEqual({ [key]: 'released' });
   });
 });
