@@ -58,7 +58,7 @@ function buildRouter({ store, transport, redis }: AppOptions) {
   };
 
   const newStore = (): IdempotencyStore | undefined => {
-    if (store === 'memory') return createMemoryStore(process.env.MAXE ? { maxEntries: Number(process.env.MAXE) } : {});
+    if (store === 'memory') return createMemoryStore();
     if (!redis) throw new Error('bench: redis rows need a redis client');
     return createRedisStore({ redis, prefix: 'bench:' });
   };

@@ -1,4 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
+import { systemClock } from '../clock';
+import { delayQueue } from '../delayQueue';
 import { IdempotencyError, isIdempotencyError } from '../errors';
 
 export interface DeadlineOptions {
@@ -18,15 +20,14 @@ export const withDeadline = <T>(client: Redis | Cluster, options: DeadlineOption
   if (DOWN.has(client.status)) {
     return Promise.reject(unavailable(`redis ${op} not sent: the client is ${client.status}`, undefined, timeoutMs));
   }
-  // One promise settled by whichever comes first (no Promise.race, no second promise per call).
+  // One promise settled by whichever comes first (no Promise.race, no second promise per call). Deadlines of one
+  // length share one timer: a timer per call cost more than the call's own work at concurrency 1.
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(unavailable(`redis ${op} got no answer within ${timeoutMs} ms (operationTimeoutMs)`, undefined, timeoutMs)),
-      timeoutMs,
+    const cancel = delayQueue(systemClock, timeoutMs).add(() =>
+      reject(unavailable(`redis ${op} got no answer within ${timeoutMs} ms (operationTimeoutMs)`, undefined, timeoutMs)),
     );
-    timer.unref?.();
     const fail = (error: unknown): void => {
-      clearTimeout(timer);
+      cancel();
       reject(
         isIdempotencyError(error)
           ? error
@@ -41,7 +42,7 @@ export const withDeadline = <T>(client: Redis | Cluster, options: DeadlineOption
       return;
     }
     pending.then((value) => {
-      clearTimeout(timer);
+      cancel();
       resolve(value);
     }, fail);
   });

@@ -12,8 +12,24 @@ interface RequestReport {
   retryAfterMs: number;
 }
 
-/** What the middleware decided per key, per HTTP request; keyed by the request object, so nothing leaks. */
-const reports = new WeakMap<object, RequestReport>();
+/**
+ * What the middleware decided per key, per HTTP request, hung off the request object itself so it dies with the
+ * request. A WeakMap did the same job but made every report outlive young-generation GCs (its table lives in old
+ * space), which cost a busy HTTP server more than the rest of a replay. Objects that can't take a property
+ * (frozen headers) fall back to the WeakMap.
+ */
+const REPORT = Symbol('trpc-idempotency.report');
+const frozenReports = new WeakMap<object, RequestReport>();
+
+const reportOf = (carrier: object): RequestReport | undefined =>
+  (carrier as { [REPORT]?: RequestReport })[REPORT] ?? frozenReports.get(carrier);
+
+const newReport = (carrier: object): RequestReport => {
+  const report: RequestReport = { statuses: new Map(), byIndex: [], retryAfterMs: 0 };
+  if (Object.isExtensible(carrier)) Object.defineProperty(carrier, REPORT, { value: report, configurable: true });
+  else frozenReports.set(carrier, report);
+  return report;
+};
 /** Header names the middleware reads, per request, so a streamed head can say `deferred` for keyed requests. */
 const keyHeaderNames = new Set<string>();
 
@@ -30,8 +46,7 @@ export interface KeyReport {
 
 export const reportKey = (carrier: object | undefined, { key, batchIndex, status, retryAfterMs }: KeyReport): void => {
   if (!carrier) return;
-  let report = reports.get(carrier);
-  if (!report) reports.set(carrier, (report = { statuses: new Map(), byIndex: [], retryAfterMs: 0 }));
+  const report = reportOf(carrier) ?? newReport(carrier);
   report.statuses.set(key, status);
   report.byIndex[batchIndex] = status;
   if (retryAfterMs !== undefined) report.retryAfterMs = Math.max(report.retryAfterMs, retryAfterMs);
@@ -103,7 +118,7 @@ export const idempotencyResponseMeta = <TRouter extends AnyRouter = AnyRouter>(
     const base = inner?.(opts) ?? {};
     const request = findRequestHeaders(opts.ctx);
     if (!request) return base;
-    const report = reports.get(request.carrier);
+    const report = reportOf(request.carrier);
     if (report === undefined && !isKeyed(request)) return base;
     const sink = base.headers instanceof Headers ? headersSink(base.headers) : recordSink(base.headers);
     // Only a browser on another origin needs them exposed; it always sends Origin.

@@ -78,4 +78,17 @@ describe('idempotencyResponseMeta', () => {
     const response = await call('busy', { 'idempotency-key': key });
     expect(JSON.parse(response.headers.get('idempotency-status') ?? 'null')).toEqual({ [key]: 'released' });
   });
+
+  it('reports for a frozen headers object too (kept aside, since it cannot carry the report)', async () => {
+    const t = initTRPC.context<{ headers: Record<string, string> }>().create({ transformer: superjson });
+    const { idempotent } = createIdempotency({ store: createMemoryStore() });
+    const router = t.router({ make: t.procedure.use(idempotent()).mutation(() => 'made') });
+    const headers = Object.freeze({ 'idempotency-key': 'frozen-k' });
+    const caller = t.createCallerFactory(router);
+    await caller({ headers }).make();
+    const ctx = { headers };
+    await caller(ctx).make();
+    const meta = idempotencyResponseMeta()({ ctx, info: { isBatchCall: false }, eagerGeneration: false } as unknown as Parameters<ReturnType<typeof idempotencyResponseMeta>>[0]);
+    expect(meta.headers).toMatchObject({ 'idempotency-status': '{"frozen-k":"replayed"}', 'idempotent-replayed': 'true' });
+  });
 });
