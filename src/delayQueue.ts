@@ -1,8 +1,10 @@
+import { performance } from 'node:perf_hooks';
 import type { Clock, TimerHandle } from './clock';
+import { systemClock } from './clock';
 
 /** Many callbacks due a fixed delay after they were added, on one timer. */
 export interface DelayQueue {
-  /** Runs `fn` `delayMs` from now, unless the returned function is called first. `fn` must not throw. */
+  /** Runs `fn` `delayMs` from now, unless the returned function is called first. */
   add(fn: () => void): () => void;
 }
 
@@ -32,36 +34,49 @@ interface Entry {
  * Entries share one delay, so insertion order is due order: the timer serves the head and stops at the first
  * entry not yet due. A cancelled entry just leaves the set; the timer then fires once for nothing and stops
  * (or moves on to the next entry), so it outlives the last entry by at most `delayMs`, unref'd.
+ *
+ * Due times are read from a clock that never jumps: `performance.now()` for the system clock (a wall clock set
+ * back by NTP would hold every renewal and deadline back by as much), the clock's own `now()` for an injected
+ * one. If that one goes back anyway, an entry is late by less than `delayMs`, and none is held up for longer.
  */
 const createDelayQueue = (clock: Clock, delayMs: number): DelayQueue => {
+  const now: () => number = clock === systemClock ? () => performance.now() : () => clock.now();
   const entries = new Set<Entry>();
   let timer: TimerHandle | undefined;
   let armedAt = Number.POSITIVE_INFINITY;
 
   const arm = (at: number): void => {
+    if (timer !== undefined) clock.clearTimeout(timer);
     armedAt = at;
-    timer = clock.setTimeout(fire, Math.max(0, at - clock.now()));
+    timer = clock.setTimeout(fire, Math.max(0, at - now()));
   };
   const fire = (): void => {
     timer = undefined;
     armedAt = Number.POSITIVE_INFINITY;
-    const now = clock.now();
-    for (const entry of entries) {
-      if (entry.at > now) return arm(entry.at);
-      entries.delete(entry);
-      entry.fn();
+    const firedAt = now();
+    try {
+      for (const entry of entries) {
+        // Due more than a delay ahead cannot happen on a clock that only moves forward: the clock went back, or
+        // the entry was made under fake timers. Run it now (early is safe for a renewal or a deadline) rather
+        // than let it hold up everything behind it.
+        if (entry.at > firedAt && entry.at <= firedAt + delayMs) break;
+        entries.delete(entry);
+        entry.fn();
+      }
+    } finally {
+      // Also after a callback threw, and once for entries added while firing: one timer, for the new head.
+      const head = entries.values().next();
+      if (!head.done) arm(head.value.at);
     }
   };
 
   return {
     add: (fn) => {
-      const entry: Entry = { at: clock.now() + delayMs, fn };
+      const entry: Entry = { at: now() + delayMs, fn };
       entries.add(entry);
-      // Earlier than the armed time only if the clock went back: re-arm rather than fire late.
-      if (entry.at < armedAt) {
-        if (timer !== undefined) clock.clearTimeout(timer);
-        arm(entry.at);
-      }
+      // Arm when nothing is armed, when the clock went back (the new entry is due first), or when the armed
+      // timer is long overdue: it will never fire (armed under fake timers that are gone since).
+      if (timer === undefined || entry.at < armedAt || entry.at - armedAt > 2 * delayMs) arm(entry.at);
       return () => {
         entries.delete(entry);
       };

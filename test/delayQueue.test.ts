@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Clock } from '../src/clock';
+import { systemClock } from '../src/clock';
 import { delayQueue } from '../src/delayQueue';
 import { createManualClock } from './helpers/manualClock';
 
@@ -41,7 +42,8 @@ describe('delayQueue', () => {
     expect(delayQueue(clock, 100)).not.toBe(delayQueue(createManualClock(), 100));
   });
 
-  it('re-arms for an entry added after the clock went back, rather than firing it late', async () => {
+  /** A clock whose time the test sets, and whose timers it fires by hand. */
+  const handClock = () => {
     let now = 1_000;
     const timers: Array<{ at: number; fn: () => void }> = [];
     const clock: Clock = {
@@ -52,18 +54,81 @@ describe('delayQueue', () => {
         return timer;
       },
       clearTimeout: (handle) => {
-        timers.splice(timers.indexOf(handle as (typeof timers)[number]), 1);
+        const index = timers.indexOf(handle as (typeof timers)[number]);
+        if (index !== -1) timers.splice(index, 1);
       },
     };
+    const fireNext = (): void => {
+      const timer = timers.shift();
+      if (!timer) throw new Error('no timer armed');
+      now = Math.max(now, timer.at);
+      timer.fn();
+    };
+    return { clock, timers, fireNext, set: (ms: number) => (now = ms) };
+  };
+
+  it('runs an entry added after the clock went back no more than one delay late, and holds nothing up', () => {
+    const { clock, timers, fireNext, set } = handClock();
+    const queue = delayQueue(clock, 100);
+    const ran: string[] = [];
+    queue.add(() => ran.push('before'));
+    expect(timers.map((t) => t.at)).toEqual([1_100]);
+    set(500);
+    queue.add(() => ran.push('after'));
+    expect(timers.map((t) => t.at)).toEqual([600]); // re-armed for the new entry
+    fireNext(); // at 600 'before' looks due 500 ms ahead, more than a delay: it runs now instead of holding 'after'
+    expect(ran).toEqual(['before', 'after']);
+    expect(timers).toHaveLength(0);
+  });
+
+  it('keeps one timer when a callback adds an entry while the queue fires', () => {
+    const { clock, timers, fireNext } = handClock();
+    const queue = delayQueue(clock, 100);
+    let runs = 0;
+    const again = (): void => {
+      runs++;
+      queue.add(again);
+    };
+    queue.add(again);
+    for (let i = 0; i < 5; i++) {
+      fireNext();
+      expect(timers).toHaveLength(1);
+    }
+    expect(runs).toBe(5);
+  });
+
+  it('still runs the other due entries later when a callback throws', () => {
+    const { clock, timers, fireNext } = handClock();
+    const queue = delayQueue(clock, 100);
+    let ran = false;
+    queue.add(() => {
+      throw new Error('boom');
+    });
+    queue.add(() => (ran = true));
+    expect(() => fireNext()).toThrow('boom');
+    expect(timers).toHaveLength(1); // re-armed for what is left
+    fireNext();
+    expect(ran).toBe(true);
+  });
+
+  it('re-arms when its timer is long overdue (it was armed under fake timers that are gone)', () => {
+    const { clock, timers, set } = handClock();
     const queue = delayQueue(clock, 100);
     queue.add(() => undefined);
-    expect(timers.map((t) => t.at)).toEqual([1_100]);
-    now = 500;
+    timers.length = 0; // the timer vanished without firing
+    set(5_000);
     let ran = false;
     queue.add(() => (ran = true));
-    expect(timers.map((t) => t.at)).toEqual([600]);
-    now = 1_100;
-    timers[0]?.fn();
+    expect(timers.map((t) => t.at)).toEqual([5_100]);
+    const timer = timers.shift();
+    set(5_100);
+    timer?.fn();
     expect(ran).toBe(true);
+  });
+
+  it('times the system clock on performance.now, with real timers', async () => {
+    const startedAt = performance.now();
+    const elapsed = await new Promise<number>((resolve) => delayQueue(systemClock, 25).add(() => resolve(performance.now() - startedAt)));
+    expect(elapsed).toBeGreaterThanOrEqual(24);
   });
 });

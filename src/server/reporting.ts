@@ -54,7 +54,7 @@ export const reportKey = (carrier: object | undefined, { key, batchIndex, status
 
 type HeaderRecord = Record<string, string | string[] | undefined>;
 
-/** Where our headers go: the user's `Headers` object as is, else a plain record (tRPC copies either into its own). */
+/** Where our headers go: a copy of the user's `Headers` (theirs may be shared), else a plain record; tRPC copies either. */
 interface HeaderSink {
   set(name: string, value: string): void;
   /** Adds `names` to `Access-Control-Expose-Headers`, keeping what is listed already. */
@@ -62,14 +62,20 @@ interface HeaderSink {
   headers: Headers | HeaderRecord;
 }
 
-const headersSink = (headers: Headers): HeaderSink => ({
-  headers,
-  set: (name, value) => headers.set(name, value),
-  expose: (names) => {
-    const listed = (headers.get(EXPOSE_HEADER) ?? '').toLowerCase();
-    for (const name of names) if (!listed.includes(name)) headers.append(EXPOSE_HEADER, name);
-  },
-});
+/** The names in an `Access-Control-Expose-Headers` value, lower-cased. */
+const listedNames = (value: string): Set<string> => new Set(value.split(',').map((name) => name.trim().toLowerCase()));
+
+const headersSink = (base: Headers): HeaderSink => {
+  const headers = new Headers(base);
+  return {
+    headers,
+    set: (name, value) => headers.set(name, value),
+    expose: (names) => {
+      const listed = listedNames(headers.get(EXPOSE_HEADER) ?? '');
+      for (const name of names) if (!listed.has(name)) headers.append(EXPOSE_HEADER, name);
+    },
+  };
+};
 
 const recordSink = (base: HeaderRecord | undefined): HeaderSink => {
   const headers: HeaderRecord = base ? { ...base } : {};
@@ -82,8 +88,8 @@ const recordSink = (base: HeaderRecord | undefined): HeaderSink => {
       // The user's record may spell the name in any case: merge into that entry.
       const own = Object.keys(headers).find((k) => k.toLowerCase() === EXPOSE_HEADER) ?? EXPOSE_HEADER;
       const value = headers[own];
-      const listed = (Array.isArray(value) ? value.join(', ') : (value ?? '')).toLowerCase();
-      const missing = names.filter((name) => !listed.includes(name));
+      const listed = listedNames(Array.isArray(value) ? value.join(',') : (value ?? ''));
+      const missing = names.filter((name) => !listed.has(name));
       if (missing.length === 0) return;
       headers[own] = [...(Array.isArray(value) ? value : value ? [value] : []), ...missing].join(', ');
     },

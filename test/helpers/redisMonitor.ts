@@ -72,7 +72,8 @@ const encodeCommand = (args: string[]): string =>
 /** Opens a socket, authenticates when the URL says so, sends MONITOR and resolves once Redis answered `+OK`. */
 const openMonitor = (url: string, onLine: (line: string) => void): Promise<Socket> => {
   const target = new URL(url);
-  const socket = connect({ host: target.hostname || '127.0.0.1', port: Number(target.port || 6379) });
+  // URL keeps an IPv6 host in brackets; net.connect wants it bare.
+  const socket = connect({ host: target.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1', port: Number(target.port || 6379) });
   socket.setEncoding('utf8');
   const commands: string[][] = [];
   if (target.password) {
@@ -85,6 +86,7 @@ const openMonitor = (url: string, onLine: (line: string) => void): Promise<Socke
   let buffered = '';
   return new Promise((resolve, reject) => {
     socket.once('error', reject);
+    socket.once('close', () => reject(new Error('MONITOR connection closed before Redis answered')));
     socket.on('connect', () => socket.write(commands.map(encodeCommand).join('')));
     socket.on('data', (chunk: string) => {
       buffered += chunk;

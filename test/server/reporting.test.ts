@@ -91,4 +91,23 @@ describe('idempotencyResponseMeta', () => {
     const meta = idempotencyResponseMeta()({ ctx, info: { isBatchCall: false }, eagerGeneration: false } as unknown as Parameters<ReturnType<typeof idempotencyResponseMeta>>[0]);
     expect(meta.headers).toMatchObject({ 'idempotency-status': '{"frozen-k":"replayed"}', 'idempotent-replayed': 'true' });
   });
+
+  it('adds idempotency-status even when the user already exposes idempotency-statuses (names, not substrings)', async () => {
+    const { call } = setup(() => ({ headers: { 'access-control-expose-headers': 'Idempotency-Statuses' } }));
+    const response = await call('busy', { 'idempotency-key': 'k6', origin: 'http://app.example' });
+    const exposed = (response.headers.get('access-control-expose-headers') ?? '').split(',').map((h) => h.trim().toLowerCase());
+    expect(exposed).toContain('idempotency-status');
+    expect(exposed.filter((h) => h === 'idempotency-statuses')).toHaveLength(1);
+  });
+
+  it("never writes into the user's Headers object, which may be shared between requests", async () => {
+    const shared = new Headers({ 'x-app': 'shared' });
+    const { call } = setup(() => ({ headers: shared }));
+    const keyed = await call('busy', { 'idempotency-key': 'k7' });
+    expect(keyed.headers.get('idempotency-status')).not.toBeNull();
+    expect([...shared.keys()]).toEqual(['x-app']);
+    const unkeyed = await call('plain', {});
+    expect(unkeyed.headers.get('idempotency-status')).toBeNull();
+    expect(unkeyed.headers.get('x-app')).toBe('shared');
+  });
 });
