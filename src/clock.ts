@@ -18,3 +18,11 @@ export const systemClock: Clock = {
   },
   clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
 };
+
+/**
+ * A reading of `clock` for measuring intervals: `performance.now()` for the system clock, which never jumps (a
+ * wall clock stepped back by NTP would stretch every lease and deadline by as much), the clock's own `now()` for
+ * an injected one. Readings of different clocks don't compare.
+ */
+export const intervalTime = (clock: Clock): (() => number) =>
+  clock === systemClock ? () => performance.now() : () => clock.now();

@@ -1,6 +1,5 @@
-import { performance } from 'node:perf_hooks';
 import type { Clock, TimerHandle } from './clock';
-import { systemClock } from './clock';
+import { intervalTime } from './clock';
 
 /** Many callbacks due a fixed delay after they were added, on one timer. */
 export interface DelayQueue {
@@ -35,12 +34,11 @@ interface Entry {
  * entry not yet due. A cancelled entry just leaves the set; the timer then fires once for nothing and stops
  * (or moves on to the next entry), so it outlives the last entry by at most `delayMs`, unref'd.
  *
- * Due times are read from a clock that never jumps: `performance.now()` for the system clock (a wall clock set
- * back by NTP would hold every renewal and deadline back by as much), the clock's own `now()` for an injected
- * one. If that one goes back anyway, an entry is late by less than `delayMs`, and none is held up for longer.
+ * Due times are read with `intervalTime` (never jumps for the system clock). If an injected clock goes back
+ * anyway, an entry is late by at most `delayMs`, and none is held up for longer.
  */
 const createDelayQueue = (clock: Clock, delayMs: number): DelayQueue => {
-  const now: () => number = clock === systemClock ? () => performance.now() : () => clock.now();
+  const now = intervalTime(clock);
   const entries = new Set<Entry>();
   let timer: TimerHandle | undefined;
   let armedAt = Number.POSITIVE_INFINITY;

@@ -1,4 +1,5 @@
 import type { Clock } from '../clock';
+import { intervalTime } from '../clock';
 import { DEFAULTS } from '../constants';
 import { isIdempotencyError } from '../errors';
 import type { IdempotencyStore } from '../store';
@@ -66,11 +67,12 @@ const completed = (claim: Claim, text: string, done: Completion): void =>
  */
 const completeLater = async (claim: Claim, text: string, { lease, done }: { lease: Lease; done: Completion }): Promise<void> => {
   const { clock } = claim;
-  const until = clock.now() + claim.ttlMs;
+  const now = intervalTime(clock);
+  const until = now() + claim.ttlMs;
   const maxDelayMs = Math.max(1, Math.floor(claim.lockTtlMs / 3));
   let delayMs = DEFAULTS.completeRetryDelayMs * 2 ** DEFAULTS.completeAttempts;
   try {
-    while (clock.now() < until) {
+    while (now() < until) {
       await delay(clock, Math.min(delayMs, maxDelayMs));
       delayMs *= 2;
       try {

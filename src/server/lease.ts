@@ -1,4 +1,5 @@
 import type { Clock, TimerHandle } from '../clock';
+import { intervalTime } from '../clock';
 import { delayQueue } from '../delayQueue';
 import { IdempotencyError } from '../errors';
 import type { IdempotencyStore } from '../store';
@@ -9,7 +10,10 @@ export interface LeaseOptions {
   id: string;
   token: string;
   lockTtlMs: number;
-  /** When the claim was sent: the store's lease started no later than this, so it ends no later than this + lockTtlMs. */
+  /**
+   * When the claim was sent, read with `intervalTime(clock)`: the store's lease started no later than this, so it
+   * ends no later than this + lockTtlMs.
+   */
   claimedAt: number;
   /** Called once when the lease is gone (renew said lost, or the store stayed unreachable past the lease). */
   onLost: (reason: 'lost' | 'unreachable', error?: unknown) => void;
@@ -28,6 +32,7 @@ export interface Lease {
  */
 export const holdLease = (options: LeaseOptions): Lease => {
   const { store, clock, id, token, lockTtlMs } = options;
+  const now = intervalTime(clock);
   // Made only if the procedure asks: Node makes every AbortSignal transferable, which costs more than the rest
   // of the lease put together.
   let controller: AbortController | undefined;
@@ -47,7 +52,7 @@ export const holdLease = (options: LeaseOptions): Lease => {
   };
   const armExpiry = (): void => {
     if (expiry !== undefined) clock.clearTimeout(expiry);
-    expiry = clock.setTimeout(() => lose('unreachable'), Math.max(0, confirmedUntil - clock.now()));
+    expiry = clock.setTimeout(() => lose('unreachable'), Math.max(0, confirmedUntil - now()));
   };
 
   const lose = (reason: 'lost' | 'unreachable', error?: unknown): void => {
@@ -61,7 +66,7 @@ export const holdLease = (options: LeaseOptions): Lease => {
 
   const tick = async (): Promise<void> => {
     if (stopped) return;
-    const startedAt = clock.now();
+    const startedAt = now();
     // Armed only once a renewal is in flight: a fast procedure pays for no timer of its own.
     armExpiry();
     try {
@@ -73,7 +78,7 @@ export const holdLease = (options: LeaseOptions): Lease => {
     } catch (error) {
       if (stopped) return;
       options.onRenewError(error);
-      if (clock.now() + interval >= confirmedUntil) return lose('unreachable', error);
+      if (now() + interval >= confirmedUntil) return lose('unreachable', error);
     }
     schedule();
   };
@@ -84,7 +89,7 @@ export const holdLease = (options: LeaseOptions): Lease => {
 
   schedule();
   // A claim whose reply came late may have little lease left: watch its end before the first renewal.
-  if (confirmedUntil <= clock.now() + interval) armExpiry();
+  if (confirmedUntil <= now() + interval) armExpiry();
   return {
     signal: () => {
       if (!controller) {

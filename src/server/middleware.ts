@@ -14,6 +14,7 @@ import { findRequestHeaders } from './headers';
 import type { Lease } from './lease';
 import { holdLease } from './lease';
 import type { ResolvedGlobalOptions } from './options';
+import { intervalTime } from '../clock';
 import { reportKey } from './reporting';
 import { keyMissing, resolveKey } from './resolveKey';
 import { decodeStoredResult, encodeError, encodeValue, notStoredError } from './storedResult';
@@ -84,6 +85,8 @@ const storeUnavailable = (error: unknown): IdempotencyError =>
 /** Builds the middleware for one procedure's resolved options. */
 export const createMiddleware = (options: ResolvedGlobalOptions, store: IdempotencyStore): IdempotentMiddleware => {
   const { clock, serializer } = options;
+  // Durations, deadlines and the lease are intervals: measured on a time that never jumps (see intervalTime).
+  const now = intervalTime(clock);
   const storesError = (error: TRPCError): boolean => {
     try {
       return options.shouldStoreError(error);
@@ -102,7 +105,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
 
   return async (opts) => {
     if (opts.type !== 'mutation') return opts.next();
-    const startedAt = clock.now();
+    const startedAt = now();
     const request = findRequestHeaders(opts.ctx);
     const carrier = request?.carrier;
     const { path } = opts;
@@ -141,7 +144,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
     const deadline = startedAt + options.waitTimeoutMs;
 
     for (;;) {
-      const claimStartedAt = clock.now();
+      const claimStartedAt = now();
       let outcome: ClaimOutcome;
       try {
         outcome = await store.claim({ id: keyHash, token, fingerprint, lockTtlMs: options.lockTtlMs });
@@ -156,7 +159,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
 
       switch (outcome.status) {
         case 'acquired':
-          if (listening) emit({ type: 'claimed', fence: outcome.fence, takeover: outcome.takeover, durationMs: clock.now() - claimStartedAt, ...base });
+          if (listening) emit({ type: 'claimed', fence: outcome.fence, takeover: outcome.takeover, durationMs: now() - claimStartedAt, ...base });
           return execute(outcome.fence, outcome.takeover, claimStartedAt);
         case 'completed':
           return replay(outcome.result);
@@ -167,10 +170,10 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
             new IdempotencyError('MISMATCH', `this idempotency key was already used for mutation "${path}" with a different input; use a new key for a new request`),
           );
         case 'in_progress': {
-          const now = clock.now();
-          if (options.onInProgress === 'wait' && now < deadline && !opts.signal?.aborted) {
+          const at = now();
+          if (options.onInProgress === 'wait' && at < deadline && !opts.signal?.aborted) {
             try {
-              await store.wait({ id: keyHash, timeoutMs: deadline - now, signal: opts.signal });
+              await store.wait({ id: keyHash, timeoutMs: deadline - at, signal: opts.signal });
             } catch (error) {
               emit({ type: 'store_error', operation: 'wait', error, failedOpen: false, ...base });
               report('store_unavailable');
@@ -179,7 +182,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
             continue;
           }
           const retryAfterMs = Math.min(outcome.retryAfterMs, DEFAULTS.maxRetryAfterMs);
-          emit({ type: 'conflict', retryAfterMs, waitedMs: now - startedAt, ...base });
+          emit({ type: 'conflict', retryAfterMs, waitedMs: at - startedAt, ...base });
           report('in_progress', retryAfterMs);
           throw toTRPCError(
             new IdempotencyError('IN_PROGRESS', `a request with this idempotency key is still in progress for mutation "${path}"; retry after ${retryAfterMs} ms`, {
@@ -204,7 +207,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         report('store_unavailable');
         throw toTRPCError(error as IdempotencyError);
       }
-      if (listening) emit({ type: 'replayed', outcome: stored.kind, durationMs: clock.now() - startedAt, ...base });
+      if (listening) emit({ type: 'replayed', outcome: stored.kind, durationMs: now() - startedAt, ...base });
       if (stored.kind === 'ok') {
         report('replayed');
         return Promise.resolve({ ok: true as const, data: stored.data, marker: MIDDLEWARE_MARKER });
@@ -229,7 +232,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         onLost: () => emit({ type: 'lease_lost', phase: 'renew', ...base }),
         onRenewError: (error) => emit({ type: 'store_error', operation: 'renew', error, failedOpen: false, ...base }),
       });
-      const runStartedAt = clock.now();
+      const runStartedAt = now();
       let result: Awaited<ReturnType<typeof opts.next>>;
       try {
         result = await opts.next({ ctx: { idempotency: createExecution({ key: key as string, keyHash, fence, takeover }, lease) } });
@@ -238,7 +241,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         await releaseClaim(claim, lease);
         throw error;
       }
-      const durationMs = clock.now() - runStartedAt;
+      const durationMs = now() - runStartedAt;
       if (!result) {
         // An inner middleware forgot `return next()`: nothing to store. Free the key and let tRPC say what went wrong.
         report('released');
