@@ -119,3 +119,19 @@ describe('the middleware with inputs the fingerprint cannot compare', () => {
     expect(await caller.relaxed(new Blob(['b']))).toBe(1); // the documented cost of fingerprint: false
   });
 });
+
+// Fingerprints are stored: a new version must compute the same ones, or every in-flight key would turn into a
+// mismatch on upgrade. These values were computed by 0.1.0 (8500c22).
+describe('fingerprintInput stability', () => {
+  const many = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${(i * 7) % 20}`, i]));
+  it.each([
+    ['simple', { sku: 'sku-123', quantity: 2 }, '5huZMwgZdR9e3CYKKOXiVQ1rY6UTvp18xv7NyUZsk-I'],
+    ['escapes', { 'a"b': 'line\nbreak', 'back\\slash': 'tab\t', é: 'ünïcode', '': 'empty key', z: ['x', { b: 1, a: 2 }] }, 'fjSiFpv9HHaFYKbOFjkMhIEwh2aSkj4XjFEngXGChDQ'],
+    ['key order', { b: 1, a: 2, B: 3, _: 4, '10': 5, '9': 6 }, 'ICPWqil0blVYC0vhAV1E3sOlab47oqKDcIzxt8-7uP0'],
+    ['20 keys', many, 'P6Q4aACMl89Fhn4cNFt7gMGSVsf9890KZOZ6h8QLa70'],
+    ['string', 'plain', 'xoXgfLshzn0vjqJb8Zr8DjUXN9SGfpRHyjIQpD3P0PU'],
+    ['control characters', '\u0001\u007f', 'I5h4XghmQZghDPlh1LJZ6KLHovFbKHPJGK4sQfMsyrs'],
+  ])('%s', (_name, input, expected) => {
+    expect(fingerprintInput(input)).toBe(expected);
+  });
+});
