@@ -3,7 +3,7 @@ import { intervalTime } from './clock';
 
 /** Many callbacks due a fixed delay after they were added, on one timer. */
 export interface DelayQueue {
-  /** Runs `fn` `delayMs` from now, unless the returned function is called first. */
+  /** Runs `fn` `delayMs` from now, unless the returned function is called first. `fn` must not throw. */
   add(fn: () => void): () => void;
 }
 
@@ -30,41 +30,51 @@ interface Entry {
 }
 
 /**
- * Entries share one delay, so insertion order is due order: the timer serves the head and stops at the first
- * entry not yet due. A cancelled entry just leaves the set; the timer then fires once for nothing and stops
- * (or moves on to the next entry), so it outlives the last entry by at most `delayMs`, unref'd.
+ * Entries share one delay, so insertion order is due order: the timer is armed for the head. When it fires, the
+ * head it was armed for runs, with everything before it, whatever the clock reads (a timer may fire a fraction
+ * of a millisecond before a finer clock says so, and under fake timers that leave `performance` alone the clock
+ * never says so); after it, only entries the clock says are due. An entry added while firing therefore waits
+ * for its own turn. A cancelled entry just leaves the set; the timer then fires for nothing and stops, so it
+ * outlives the last entry by at most `delayMs`, unref'd.
  *
- * Due times are read with `intervalTime` (never jumps for the system clock). If an injected clock goes back
- * anyway, an entry is late by at most `delayMs`, and none is held up for longer.
+ * Times come from `intervalTime(clock)`. A timer is never armed more than `delayMs` ahead, so an entry whose time
+ * reads far in the future (an injected clock went back, or the entry was made under fake timers) is late by at
+ * most `delayMs` once it is the head, and holds nothing up for longer. A timer that will never fire (armed
+ * under fake timers that are gone) is replaced by the next `add`.
  */
 const createDelayQueue = (clock: Clock, delayMs: number): DelayQueue => {
   const now = intervalTime(clock);
   const entries = new Set<Entry>();
   let timer: TimerHandle | undefined;
-  let armedAt = Number.POSITIVE_INFINITY;
+  let armedFor: Entry | undefined;
+  let firesAt = 0;
 
-  const arm = (at: number): void => {
+  const head = (): Entry | undefined => entries.values().next().value;
+  const arm = (entry: Entry): void => {
     if (timer !== undefined) clock.clearTimeout(timer);
-    armedAt = at;
-    timer = clock.setTimeout(fire, Math.max(0, at - now()));
+    const at = now();
+    const wait = Math.min(delayMs, Math.max(0, entry.at - at));
+    armedFor = entry;
+    firesAt = at + wait;
+    timer = clock.setTimeout(fire, wait);
   };
   const fire = (): void => {
+    const target = armedFor;
     timer = undefined;
-    armedAt = Number.POSITIVE_INFINITY;
+    armedFor = undefined;
     const firedAt = now();
+    let pastTarget = target === undefined || !entries.has(target);
     try {
       for (const entry of entries) {
-        // Due more than a delay ahead cannot happen on a clock that only moves forward: the clock went back, or
-        // the entry was made under fake timers. Run it now (early is safe for a renewal or a deadline) rather
-        // than let it hold up everything behind it.
-        if (entry.at > firedAt && entry.at <= firedAt + delayMs) break;
+        if (pastTarget && entry.at > firedAt) break;
+        if (entry === target) pastTarget = true;
         entries.delete(entry);
         entry.fn();
       }
     } finally {
       // Also after a callback threw, and once for entries added while firing: one timer, for the new head.
-      const head = entries.values().next();
-      if (!head.done) arm(head.value.at);
+      const next = head();
+      if (next !== undefined) arm(next);
     }
   };
 
@@ -72,9 +82,8 @@ const createDelayQueue = (clock: Clock, delayMs: number): DelayQueue => {
     add: (fn) => {
       const entry: Entry = { at: now() + delayMs, fn };
       entries.add(entry);
-      // Arm when nothing is armed, when the clock went back (the new entry is due first), or when the armed
-      // timer is long overdue: it will never fire (armed under fake timers that are gone since).
-      if (timer === undefined || entry.at < armedAt || entry.at - armedAt > 2 * delayMs) arm(entry.at);
+      // Overdue by more than a delay, or due further ahead than any timer is armed: that timer will not fire.
+      if (timer === undefined || Math.abs(now() - firesAt) > delayMs) arm(head() as Entry);
       return () => {
         entries.delete(entry);
       };

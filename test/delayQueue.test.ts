@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Clock } from '../src/clock';
 import { systemClock } from '../src/clock';
 import { delayQueue } from '../src/delayQueue';
@@ -67,7 +67,7 @@ describe('delayQueue', () => {
     return { clock, timers, fireNext, set: (ms: number) => (now = ms) };
   };
 
-  it('runs an entry added after the clock went back no more than one delay late, and holds nothing up', () => {
+  it('runs an entry added after an injected clock went back no more than one delay late, and holds nothing up', () => {
     const { clock, timers, fireNext, set } = handClock();
     const queue = delayQueue(clock, 100);
     const ran: string[] = [];
@@ -75,8 +75,9 @@ describe('delayQueue', () => {
     expect(timers.map((t) => t.at)).toEqual([1_100]);
     set(500);
     queue.add(() => ran.push('after'));
-    expect(timers.map((t) => t.at)).toEqual([600]); // re-armed for the new entry
-    fireNext(); // at 600 'before' looks due 500 ms ahead, more than a delay: it runs now instead of holding 'after'
+    // The armed time now reads 600 ms ahead, more than any timer is armed: re-armed, at most a delay ahead.
+    expect(timers.map((t) => t.at)).toEqual([600]);
+    fireNext(); // 'before' is the entry the timer was armed for: it runs, and 'after' is due by now
     expect(ran).toEqual(['before', 'after']);
     expect(timers).toHaveLength(0);
   });
@@ -97,6 +98,21 @@ describe('delayQueue', () => {
     expect(runs).toBe(5);
   });
 
+  it('runs an entry added while firing on its own turn, even when the clock moves during the callbacks', () => {
+    const { clock, timers, fireNext, set } = handClock();
+    const queue = delayQueue(clock, 100);
+    let runs = 0;
+    const again = (): void => {
+      runs++;
+      set(clock.now() + 10); // the callback takes 10 ms
+      if (runs < 50) queue.add(again); // bounded, so a regression fails here instead of spinning forever
+    };
+    queue.add(again);
+    fireNext();
+    expect(runs).toBe(1);
+    expect(timers.map((t) => t.at)).toEqual([1_210]);
+  });
+
   it('still runs the other due entries later when a callback throws', () => {
     const { clock, timers, fireNext } = handClock();
     const queue = delayQueue(clock, 100);
@@ -111,24 +127,48 @@ describe('delayQueue', () => {
     expect(ran).toBe(true);
   });
 
-  it('re-arms when its timer is long overdue (it was armed under fake timers that are gone)', () => {
-    const { clock, timers, set } = handClock();
+  it('runs overdue entries at once when its timer is long overdue (a stall, or fake timers that are gone)', () => {
+    const { clock, timers, fireNext, set } = handClock();
     const queue = delayQueue(clock, 100);
-    queue.add(() => undefined);
+    const ran: string[] = [];
+    queue.add(() => ran.push('overdue'));
     timers.length = 0; // the timer vanished without firing
     set(5_000);
-    let ran = false;
-    queue.add(() => (ran = true));
+    queue.add(() => ran.push('new'));
+    expect(timers.map((t) => t.at)).toEqual([5_000]); // now, for the overdue head
+    fireNext();
+    expect(ran).toEqual(['overdue']);
     expect(timers.map((t) => t.at)).toEqual([5_100]);
-    const timer = timers.shift();
-    set(5_100);
-    timer?.fn();
-    expect(ran).toBe(true);
+    fireNext();
+    expect(ran).toEqual(['overdue', 'new']);
   });
 
-  it('times the system clock on performance.now, with real timers', async () => {
+  it('times the system clock on performance.now: stepping the wall clock back does not hold an entry', async () => {
     const startedAt = performance.now();
-    const elapsed = await new Promise<number>((resolve) => delayQueue(systemClock, 25).add(() => resolve(performance.now() - startedAt)));
-    expect(elapsed).toBeGreaterThanOrEqual(24);
+    const fired = new Promise<number>((resolve) => delayQueue(systemClock, 25).add(() => resolve(performance.now() - startedAt)));
+    const wall = Date.now();
+    vi.spyOn(Date, 'now').mockImplementation(() => wall - 60_000);
+    try {
+      expect(await fired).toBeGreaterThanOrEqual(24);
+    } finally {
+      vi.restoreAllMocks();
+    }
+  }, 2_000);
+
+  it.each([
+    ['timers and Date only', { toFake: ['setTimeout', 'clearTimeout', 'Date'] as const }],
+    ['the default set (performance included)', {}],
+  ])('works on the system clock under fake timers: %s', (_name, config) => {
+    vi.useFakeTimers(config as Parameters<typeof vi.useFakeTimers>[0]);
+    try {
+      let runs = 0;
+      delayQueue(systemClock, 200).add(() => runs++);
+      vi.advanceTimersByTime(190);
+      expect(runs).toBe(0);
+      vi.advanceTimersByTime(5_000);
+      expect(runs).toBe(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

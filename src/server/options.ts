@@ -110,7 +110,9 @@ export interface IdempotencyOptions<TContext = any> extends IdempotentOptions<TC
    */
   onEvent?: ((event: IdempotencyEvent) => void) | undefined;
   /**
-   * Time source for leases, retries and waits.
+   * Time source for leases, retries and waits. With `systemClock` itself, intervals are measured on
+   * `performance.now()`, so a wall-clock step does not stretch a lease; any other clock (a test's manual clock, a
+   * wrapper around `systemClock`) is used as it is.
    * @default systemClock
    */
   clock?: Clock;

@@ -110,4 +110,12 @@ describe('idempotencyResponseMeta', () => {
     expect(unkeyed.headers.get('idempotency-status')).toBeNull();
     expect(unkeyed.headers.get('x-app')).toBe('shared');
   });
+
+  it('compares names, not substrings, in a Headers object too', async () => {
+    const { call } = setup(() => ({ headers: new Headers({ 'access-control-expose-headers': 'Idempotency-Statuses' }) }));
+    const response = await call('busy', { 'idempotency-key': 'k8', origin: 'http://app.example' });
+    const exposed = (response.headers.get('access-control-expose-headers') ?? '').split(',').map((h) => h.trim().toLowerCase());
+    expect(exposed).toContain('idempotency-status');
+    expect(exposed.filter((h) => h === 'idempotency-statuses')).toHaveLength(1);
+  });
 });
