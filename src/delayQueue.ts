@@ -80,10 +80,11 @@ const createDelayQueue = (clock: Clock, delayMs: number): DelayQueue => {
 
   return {
     add: (fn) => {
-      const entry: Entry = { at: now() + delayMs, fn };
+      const at = now();
+      const entry: Entry = { at: at + delayMs, fn };
       entries.add(entry);
       // Overdue by more than a delay, or due further ahead than any timer is armed: that timer will not fire.
-      if (timer === undefined || Math.abs(now() - firesAt) > delayMs) arm(head() as Entry);
+      if (timer === undefined || Math.abs(at - firesAt) > delayMs) arm(head() as Entry);
       return () => {
         entries.delete(entry);
       };
