@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { TRPCMiddlewareFunction } from '@trpc/server';
 import { TRPCError } from '@trpc/server';
+import { intervalTime } from '../clock';
 import { DEFAULTS } from '../constants';
 import { IdempotencyError, isIdempotencyError } from '../errors';
 import { toTRPCError } from './trpcErrors';
@@ -14,7 +15,6 @@ import { findRequestHeaders } from './headers';
 import type { Lease } from './lease';
 import { holdLease } from './lease';
 import type { ResolvedGlobalOptions } from './options';
-import { intervalTime } from '../clock';
 import { reportKey } from './reporting';
 import { keyMissing, resolveKey } from './resolveKey';
 import { decodeStoredResult, encodeError, encodeValue, notStoredError } from './storedResult';
