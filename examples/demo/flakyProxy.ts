@@ -1,5 +1,5 @@
 import { createServer, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenLocal } from '../shared/listen';
 
 export interface FlakyProxyOptions {
   /** Where requests go. */
@@ -45,15 +45,5 @@ export const startFlakyProxy = async ({ target, dropRate, random }: FlakyProxyOp
     req.pipe(upstream);
   });
   server.keepAliveTimeout = 1000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    stats,
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return { ...(await listenLocal(server, 0)), stats };
 };

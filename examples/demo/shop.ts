@@ -1,11 +1,11 @@
 import type { IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { initTRPC } from '@trpc/server';
 import { createHTTPServer } from '@trpc/server/adapters/standalone';
 import superjson from 'superjson';
 import { z } from 'zod';
 import type { IdempotencyEvent, IdempotencyStore, IdempotentMiddleware } from 'trpc-idempotency';
 import { createIdempotency, idempotencyErrorData, idempotencyResponseMeta } from 'trpc-idempotency';
+import { listenLocal } from '../shared/listen';
 
 interface Context {
   req: IncomingMessage;
@@ -58,15 +58,5 @@ export const startShop = async (store: IdempotencyStore, { onInProgress, guarded
   const { idempotent } = createIdempotency<Context>({ store, onInProgress, onEvent, waitTimeoutMs: 5_000 });
   const router = createShopRouter(() => (guarded ? idempotent() : unguarded), stats);
   const server = createHTTPServer({ router, createContext: ({ req }) => ({ req }), responseMeta: idempotencyResponseMeta() });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    stats,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return { ...(await listenLocal(server, 0)), stats };
 };

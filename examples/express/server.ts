@@ -2,12 +2,13 @@
  * Express adapter (`@trpc/server/adapters/express`, Express 5).
  * Run: `npx tsx examples/express/server.ts` (tRPC at http://127.0.0.1:3000/trpc).
  */
-import { once } from 'node:events';
+import { createServer } from 'node:http';
 import { createExpressMiddleware } from '@trpc/server/adapters/express';
 import express from 'express';
 import { idempotencyResponseMeta } from 'trpc-idempotency';
 import type { OrderAppOptions } from '../shared/orders';
-import { createOrderApp, isMain, urlOf, userIdFrom } from '../shared/orders';
+import { listenLocal } from '../shared/listen';
+import { createOrderApp, isMain, userIdFrom } from '../shared/orders';
 
 export const start = async (port = 3000, options: OrderAppOptions = {}) => {
   const { router, orders } = createOrderApp(options);
@@ -21,13 +22,8 @@ export const start = async (port = 3000, options: OrderAppOptions = {}) => {
       responseMeta: idempotencyResponseMeta(),
     }),
   );
-  const server = app.listen(port, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    url: `${urlOf(server.address())}/trpc`,
-    orders,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+  const { url, close } = await listenLocal(createServer(app), port);
+  return { url: `${url}/trpc`, orders, close };
 };
 
 if (isMain(import.meta.url)) {

@@ -3,13 +3,13 @@
  * and the `Response` back. On Next.js, Bun or Deno you skip this file: the platform calls the handler itself.
  * Run: `npx tsx examples/fetch/server.ts` (tRPC at http://127.0.0.1:3000/api/trpc).
  */
-import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:http';
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import type { OrderAppOptions } from '../shared/orders';
-import { isMain, urlOf } from '../shared/orders';
+import { listenLocal } from '../shared/listen';
+import { isMain } from '../shared/orders';
 import { createFetchHandler, ENDPOINT } from './handler';
 
 export const start = async (port = 3000, options: OrderAppOptions = {}) => {
@@ -19,13 +19,8 @@ export const start = async (port = 3000, options: OrderAppOptions = {}) => {
       .then((response) => sendResponse(response, res))
       .catch((error: unknown) => res.destroy(error instanceof Error ? error : new Error(String(error))));
   });
-  server.listen(port, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    url: `${urlOf(server.address())}${ENDPOINT}`,
-    orders,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+  const { url, close } = await listenLocal(server, port);
+  return { url: `${url}${ENDPOINT}`, orders, close };
 };
 
 const toRequest = (req: IncomingMessage): Request => {

@@ -3,7 +3,6 @@
  * `/trpc`. Run: `npx tsx examples/react-form/server.ts`, open http://127.0.0.1:3000 and double-click "Place order".
  * Add `?retry=0` to the address to turn retryLink off and see a lost response handled by pressing again.
  */
-import { once } from 'node:events';
 import type { RequestListener } from 'node:http';
 import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +10,8 @@ import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { build } from 'esbuild';
 import { idempotencyResponseMeta } from 'trpc-idempotency';
 import type { OrderAppOptions } from '../shared/orders';
-import { createOrderApp, isMain, urlOf, userIdFrom } from '../shared/orders';
+import { listenLocal } from '../shared/listen';
+import { createOrderApp, isMain, userIdFrom } from '../shared/orders';
 
 export interface FormAppOptions extends OrderAppOptions {
   /** Script that exports `mount(element, { url, retry })`. @default examples/react-form/main.tsx */
@@ -78,14 +78,7 @@ export const createFormApp = async ({ entry = fileURLToPath(new URL('./main.tsx'
 
 export const start = async (port = 3000, options: FormAppOptions = {}) => {
   const { listener, orders } = await createFormApp(options);
-  const server = createServer(listener);
-  server.listen(port, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    url: urlOf(server.address()),
-    orders,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+  return { ...(await listenLocal(createServer(listener), port)), orders };
 };
 
 if (isMain(import.meta.url)) {

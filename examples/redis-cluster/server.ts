@@ -5,9 +5,8 @@
  * Run: `REDIS_CLUSTER_NODES=127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002 npx tsx examples/redis-cluster/server.ts`.
  */
 import { Cluster } from 'ioredis';
-import { createRedisStore } from 'trpc-idempotency/redis';
 import { isMain } from '../shared/orders';
-import { start as startStandalone } from '../standalone/server';
+import { startOnRedis } from '../redis/server';
 
 export interface RedisClusterExampleOptions {
   port?: number;
@@ -26,15 +25,8 @@ export const start = async ({ port = 3000, nodes = nodesFromEnv(), prefix = 'sho
       return { host, port: Number(portText) };
     }),
   );
-  // The same standalone server as examples/standalone, on the Redis store.
-  const app = await startStandalone(port, { store: createRedisStore({ redis, prefix }) });
-  return {
-    ...app,
-    close: async () => {
-      await app.close();
-      await redis.quit();
-    },
-  };
+  // Nothing else changes: the same server as examples/redis, on the Cluster client.
+  return startOnRedis(redis, { port, prefix });
 };
 
 if (isMain(import.meta.url)) {

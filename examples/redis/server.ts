@@ -3,6 +3,7 @@
  * keys: a retry that lands on another instance replays the first instance's result.
  * Run: `REDIS_URL=redis://127.0.0.1:6380 npx tsx examples/redis/server.ts`.
  */
+import type { Cluster } from 'ioredis';
 import { Redis } from 'ioredis';
 import { createRedisStore } from 'trpc-idempotency/redis';
 import { isMain } from '../shared/orders';
@@ -19,8 +20,11 @@ export interface RedisExampleOptions {
 export const start = async ({ port = 3000, redisUrl = process.env.REDIS_URL, prefix = 'shop:idem:' }: RedisExampleOptions = {}) => {
   if (!redisUrl) throw new Error('Set REDIS_URL, e.g. REDIS_URL=redis://127.0.0.1:6380');
   // Your connected client; the store sends its commands on it and never closes it.
-  const redis = new Redis(redisUrl);
-  // The same standalone server as examples/standalone, on the Redis store.
+  return startOnRedis(new Redis(redisUrl), { port, prefix });
+};
+
+/** The same standalone server as examples/standalone, on a Redis store over `redis`; closing it quits `redis`. */
+export const startOnRedis = async (redis: Redis | Cluster, { port, prefix }: { port: number; prefix: string }) => {
   const app = await startStandalone(port, { store: createRedisStore({ redis, prefix }) });
   return {
     ...app,

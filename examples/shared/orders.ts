@@ -77,12 +77,6 @@ export type OrderRouter = ReturnType<typeof createOrderApp>['router'];
 export const userIdFrom = (header: string | string[] | null | undefined): string =>
   (Array.isArray(header) ? header[0] : header) || 'demo-user';
 
-/** Server address as a base URL for clients. */
-export const urlOf = (address: unknown): string => {
-  const { port } = address as { port: number };
-  return `http://127.0.0.1:${port}`;
-};
-
 /** `true` when this module is the script node/tsx was started with. */
 export const isMain = (moduleUrl: string): boolean =>
   process.argv[1] !== undefined && moduleUrl === pathToFileURL(process.argv[1]).href;

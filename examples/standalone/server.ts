@@ -5,11 +5,11 @@
  *     -d '{"json":{"item":"book","quantity":1}}' http://127.0.0.1:3000/order.create
  * twice: the second answer carries `Idempotent-Replayed: true` and the same order.
  */
-import { once } from 'node:events';
 import { createHTTPServer } from '@trpc/server/adapters/standalone';
 import { idempotencyResponseMeta } from 'trpc-idempotency';
 import type { OrderAppOptions } from '../shared/orders';
-import { createOrderApp, isMain, urlOf, userIdFrom } from '../shared/orders';
+import { listenLocal } from '../shared/listen';
+import { createOrderApp, isMain, userIdFrom } from '../shared/orders';
 
 export const start = async (port = 3000, options: OrderAppOptions = {}) => {
   const { router, orders } = createOrderApp(options);
@@ -19,13 +19,7 @@ export const start = async (port = 3000, options: OrderAppOptions = {}) => {
     createContext: ({ req }) => ({ req, userId: userIdFrom(req.headers['x-user-id']) }),
     responseMeta: idempotencyResponseMeta(),
   });
-  server.listen(port, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    url: urlOf(server.address()),
-    orders,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+  return { ...(await listenLocal(server, port)), orders };
 };
 
 if (isMain(import.meta.url)) {

@@ -2,7 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { Redis } from 'ioredis';
+import { createRedisStore } from '../../src/redis';
+import type { RedisStore } from '../../src/redis';
 import type { IdempotencyStore } from '../../src/store';
+import { connectRedis, randomPrefix, redisTarget } from './redisClients';
 
 export interface MonitoredCommand {
   /** Lower-case command name, e.g. `evalsha`. */
@@ -158,4 +161,30 @@ export const warmUpScripts = async (store: IdempotencyStore): Promise<void> => {
   await store.renew({ id, token: 'w', lockTtlMs: 10_000 });
   await store.complete({ id, token: 'w', result: 'r', ttlMs: 60_000 });
   await store.release({ id, token: 'w' });
+};
+
+export interface MonitoredStore {
+  redis: Redis;
+  store: RedisStore;
+  monitor: RedisMonitor;
+  /** Closes the store, the monitor and the client. */
+  close(): Promise<void>;
+}
+
+/** A Redis store on a new client of the shared node, its scripts warmed up, and a monitor of the node. */
+export const monitoredStore = async (prefix: string = randomPrefix()): Promise<MonitoredStore> => {
+  const redis = connectRedis();
+  const store = createRedisStore({ redis, prefix });
+  const monitor = await startMonitor(redisTarget().url);
+  await warmUpScripts(store);
+  return {
+    redis,
+    store,
+    monitor,
+    close: async () => {
+      await store.close();
+      await monitor.stop();
+      await redis.quit();
+    },
+  };
 };

@@ -8,12 +8,13 @@ import type { RedisStore } from '../../src/redis';
 import { MAX_BATCH, MAX_BATCH_CHARS } from '../../src/redis/batcher';
 import { keySlot } from '../../src/redis/slot';
 import type { ClaimOutcome } from '../../src/store';
-import { connectCluster, connectRedis, hasCluster, randomPrefix, redisTarget } from '../helpers/redisClients';
-import type { RedisMonitor } from '../helpers/redisMonitor';
-import { startMonitor, warmUpScripts } from '../helpers/redisMonitor';
+import { connectCluster, connectRedis, hasCluster, randomPrefix } from '../helpers/redisClients';
+import type { MonitoredStore, RedisMonitor } from '../helpers/redisMonitor';
+import { monitoredStore } from '../helpers/redisMonitor';
 
 // Calls made in the same tick share one script run (one EVALSHA with one KEYS entry per record).
 describe('createRedisStore batching (single node)', () => {
+  let setup: MonitoredStore;
   let redis: Redis;
   let store: RedisStore;
   let monitor: RedisMonitor;
@@ -23,16 +24,9 @@ describe('createRedisStore batching (single node)', () => {
   const evalshas = (commands: Array<{ name: string; args: string[] }>) => commands.filter((c) => c.name === 'evalsha' || c.name === 'eval');
 
   beforeAll(async () => {
-    redis = connectRedis();
-    store = createRedisStore({ redis, prefix });
-    monitor = await startMonitor(redisTarget().url);
-    await warmUpScripts(store);
+    ({ redis, store, monitor } = setup = await monitoredStore(prefix));
   });
-  afterAll(async () => {
-    await store.close();
-    await monitor.stop();
-    await redis.quit();
-  });
+  afterAll(() => setup.close());
 
   it('sends N concurrent claims, completes and replays on N keys as one EVALSHA each, every caller with its own outcome', async () => {
     const n = 20;

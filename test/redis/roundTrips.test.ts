@@ -1,30 +1,20 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRedisStore } from '../../src/redis';
 import type { RedisStore } from '../../src/redis';
-import { connectRedis, randomPrefix, redisTarget } from '../helpers/redisClients';
-import type { RedisMonitor } from '../helpers/redisMonitor';
-import { startMonitor, warmUpScripts } from '../helpers/redisMonitor';
+import type { MonitoredStore, RedisMonitor } from '../helpers/redisMonitor';
+import { monitoredStore } from '../helpers/redisMonitor';
 
 // Round trips as Redis counts them (MONITOR), so a regression that adds a command fails here.
 describe('createRedisStore round trips', () => {
-  let redis: Redis;
+  let setup: MonitoredStore;
   let store: RedisStore;
   let monitor: RedisMonitor;
   const claim = (id: string, token: string = randomUUID()) => store.claim({ id, token, fingerprint: 'f', lockTtlMs: 10_000 });
 
   beforeAll(async () => {
-    redis = connectRedis();
-    store = createRedisStore({ redis, prefix: randomPrefix() });
-    monitor = await startMonitor(redisTarget().url);
-    await warmUpScripts(store);
+    ({ store, monitor } = setup = await monitoredStore());
   });
-  afterAll(async () => {
-    await store.close();
-    await monitor.stop();
-    await redis.quit();
-  });
+  afterAll(() => setup.close());
 
   it('costs 2 commands for a fresh call (claim, complete), each one EVALSHA', async () => {
     const id = randomUUID();

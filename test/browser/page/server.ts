@@ -1,9 +1,8 @@
-import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { createFormApp } from '../../../examples/react-form/server';
-import { urlOf } from '../../../examples/shared/orders';
+import { listenLocal } from '../../../examples/shared/listen';
 
 /**
  * How a response is lost. `before-head`: the connection closes before any byte of the answer, as when a proxy
@@ -33,20 +32,15 @@ export const startPageServer = async () => {
     }
     listener(req, res);
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
+  const { url, close } = await listenLocal(server, 0);
   return {
-    url: urlOf(server.address()),
+    url,
     orders,
     counts,
     dropNextResponse: (mode: DropMode) => {
       dropArmed = mode;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    close,
   };
 };
 
