@@ -24,5 +24,6 @@ export const systemClock: Clock = {
  * wall clock stepped back by NTP would stretch every lease and deadline by as much), the clock's own `now()` for
  * an injected one. Readings of different clocks don't compare.
  */
-export const intervalTime = (clock: Clock): (() => number) =>
-  clock === systemClock ? () => performance.now() : () => clock.now();
+export const intervalTime = (clock: Clock): (() => number) => (clock === systemClock ? performanceNow : () => clock.now());
+
+const performanceNow = (): number => performance.now();

@@ -2,46 +2,52 @@
  * Finds request headers in a tRPC ctx, whatever adapter built it: a Node `IncomingMessage` (standalone,
  * express), a Fetch `Request` or `Headers` (fetch adapter, Next.js), or a plain headers object. The object the
  * headers hang off (the "carrier") also identifies the HTTP request for replay reporting.
+ *
+ * A plain record read by `readHeader`, not an object with a `get` closure: this runs twice per HTTP request (the
+ * middleware, then `responseMeta`), and every closure is one more allocation and a lazy-compile stub on first call.
  */
 export interface RequestHeaders {
   /** Identifies the request: the same object for every call of one HTTP request. */
   carrier: object;
-  get(name: string): string | undefined;
+  bag: HeaderBag;
+  /** How `bag` is read: a Fetch `Headers`, Node's lower-cased record, or a record in any case. */
+  kind: 'fetch' | 'lower' | 'any';
 }
 
 type HeaderBag = { get(name: string): string | null } | Record<string, unknown>;
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null;
 
-const fromBag = (carrier: object, bag: HeaderBag, lowerCased: boolean): RequestHeaders => {
-  if (typeof bag.get === 'function') {
-    const headers = bag as { get(name: string): string | null };
-    return { carrier, get: (name) => headers.get(name) ?? undefined };
-  }
+const kindOf = (bag: HeaderBag, lowerCased: boolean): RequestHeaders['kind'] =>
+  typeof bag.get === 'function' ? 'fetch' : lowerCased ? 'lower' : 'any';
+
+/** The header `name` (lower case), `undefined` when absent; repeated values are joined with `, `. */
+export const readHeader = (request: RequestHeaders, name: string): string | undefined => {
+  const { bag, kind } = request;
+  if (kind === 'fetch') return (bag as { get(name: string): string | null }).get(name) ?? undefined;
   const record = bag as Record<string, unknown>;
-  return {
-    carrier,
-    get: (name) => {
-      let value = record[name];
-      if (value === undefined && !lowerCased) {
-        const match = Object.keys(record).find((k) => k.toLowerCase() === name);
-        value = match === undefined ? undefined : record[match];
-      }
-      if (Array.isArray(value)) return value.join(', ');
-      return typeof value === 'string' ? value : undefined;
-    },
-  };
+  let value = record[name];
+  if (value === undefined && kind === 'any') {
+    const match = Object.keys(record).find((k) => k.toLowerCase() === name);
+    value = match === undefined ? undefined : record[match];
+  }
+  if (Array.isArray(value)) return value.join(', ');
+  return typeof value === 'string' ? value : undefined;
 };
 
-/** `name` must be lower case. */
 export const findRequestHeaders = (ctx: unknown): RequestHeaders | undefined => {
   if (!isObject(ctx)) return undefined;
-  for (const field of ['req', 'request'] as const) {
-    const req = ctx[field];
-    // Node's IncomingMessage (it has rawHeaders) lower-cases header names itself: no need to scan.
-    if (isObject(req) && isObject(req.headers)) return fromBag(req, req.headers as HeaderBag, Array.isArray(req.rawHeaders));
-  }
+  // Node's IncomingMessage (it has rawHeaders) lower-cases header names itself: no need to scan.
+  const req = ctx.req;
+  if (isObject(req) && isObject(req.headers)) return fromCarrier(req);
+  const request = ctx.request;
+  if (isObject(request) && isObject(request.headers)) return fromCarrier(request);
   const headers = ctx.headers;
-  if (isObject(headers)) return fromBag(headers, headers as HeaderBag, false);
+  if (isObject(headers)) return { carrier: headers, bag: headers as HeaderBag, kind: kindOf(headers as HeaderBag, false) };
   return undefined;
+};
+
+const fromCarrier = (carrier: Record<string, unknown>): RequestHeaders => {
+  const bag = carrier.headers as HeaderBag;
+  return { carrier, bag, kind: kindOf(bag, Array.isArray(carrier.rawHeaders)) };
 };

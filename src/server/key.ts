@@ -1,6 +1,7 @@
 import { IdempotencyError } from '../errors';
 import { KEY_PATTERN, MAX_KEY_LENGTH } from '../wire';
 import type { RequestHeaders } from './headers';
+import { readHeader } from './headers';
 
 export const KEY_RULE = `an idempotency key is 1 to ${MAX_KEY_LENGTH} characters of visible ASCII (no spaces or control characters)`;
 
@@ -20,12 +21,21 @@ export const validateKey = (value: unknown, where: string): string => {
 const unquote = (value: string): string =>
   value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1).replace(/\\(["\\])/g, '$1') : value;
 
+/** The key headers' names: `<name>` for one call, `<name>s` for keys by batch position. Made once per middleware. */
+export interface KeyHeaderNames {
+  single: string;
+  list: string;
+}
+
+export const keyHeaderNames = (headerName: string): KeyHeaderNames => ({ single: headerName, list: `${headerName}s` });
+
 /**
  * The key of call `batchIndex` from the request headers: `<name>s` (a JSON array by batch index) when present,
  * else `<name>` for batch index 0. `undefined` when the request carries none for this call.
  */
-export const keyFromHeaders = (headers: RequestHeaders, headerName: string, batchIndex: number): string | undefined => {
-  const list = headers.get(`${headerName}s`);
+export const keyFromHeaders = (headers: RequestHeaders, names: KeyHeaderNames, batchIndex: number): string | undefined => {
+  const headerName = names.single;
+  const list = readHeader(headers, names.list);
   if (list !== undefined) {
     let keys: unknown;
     try {
@@ -40,6 +50,6 @@ export const keyFromHeaders = (headers: RequestHeaders, headerName: string, batc
     return key === null || key === undefined ? undefined : validateKey(key, `${headerName}s[${batchIndex}]`);
   }
   if (batchIndex !== 0) return undefined;
-  const single = headers.get(headerName);
+  const single = readHeader(headers, headerName);
   return single === undefined ? undefined : validateKey(unquote(single.trim()), `the ${headerName} header`);
 };

@@ -1,106 +1,119 @@
-import type { Clock, TimerHandle } from '../clock';
+import type { TimerHandle } from '../clock';
 import { intervalTime } from '../clock';
+import type { DelayQueue } from '../delayQueue';
 import { delayQueue } from '../delayQueue';
 import { IdempotencyError } from '../errors';
-import type { IdempotencyStore } from '../store';
+import type { Claim } from './claim';
 
-export interface LeaseOptions {
-  store: IdempotencyStore;
-  clock: Clock;
-  id: string;
-  token: string;
-  lockTtlMs: number;
-  /**
-   * When the claim was sent, read with `intervalTime(clock)`: the store's lease started no later than this, so it
-   * ends no later than this + lockTtlMs.
-   */
-  claimedAt: number;
-  /** Called once when the lease is gone (renew said lost, or the store stayed unreachable past the lease). */
-  onLost: (reason: 'lost' | 'unreachable', error?: unknown) => void;
-  onRenewError: (error: unknown) => void;
-}
-
+/**
+ * A claim kept alive while its procedure runs; read it with `leaseSignal`, end it with `stopLease`. A record,
+ * not an object of closures: one is made per fresh call, and a fast procedure ends it before any renewal.
+ */
 export interface Lease {
-  /** A signal that aborts when the lease is lost (the procedure should stop writing); made on first call. */
-  signal(): AbortSignal;
-  stop(): void;
+  readonly claim: Claim;
+  readonly now: () => number;
+  readonly interval: number;
+  readonly renewals: DelayQueue;
+  /** The next renewal, as the queue's entry callback; made once per lease. */
+  readonly tick: () => void;
+  /** Made only if the procedure asks: Node makes every AbortSignal transferable, which costs more than the rest. */
+  controller: AbortController | undefined;
+  lostWith: IdempotencyError | undefined;
+  /** The lease is known to last until then (`now()` time). */
+  confirmedUntil: number;
+  /** Cancels the next renewal; renewals share one timer per clock and interval (see delayQueue). */
+  cancelRenewal: (() => void) | undefined;
+  /** Fires when the last confirmed lease runs out: a renewal that never answers must not keep the owner in the dark. */
+  expiry: TimerHandle | undefined;
+  stopped: boolean;
 }
 
 /**
  * Keeps a claim alive while the procedure runs: renews every `lockTtlMs / 3`, so a fast procedure costs no
- * renewal at all. If renewal fails or never answers, it keeps trying until the lease would have run out, then gives up.
+ * renewal at all. If renewal fails or never answers, it keeps trying until the lease would have run out, then
+ * gives up, and says so with a `lease_lost` event. `claimedAt` is when the claim was sent, read with
+ * `intervalTime(clock)`: the store's lease started no later than that, so it ends no later than that + lockTtlMs.
  */
-export const holdLease = (options: LeaseOptions): Lease => {
-  const { store, clock, id, token, lockTtlMs } = options;
-  const now = intervalTime(clock);
-  // Made only if the procedure asks: Node makes every AbortSignal transferable, which costs more than the rest
-  // of the lease put together.
-  let controller: AbortController | undefined;
-  let lostWith: IdempotencyError | undefined;
+export const holdLease = (claim: Claim, claimedAt: number): Lease => {
+  const { clock, lockTtlMs } = claim;
   const interval = Math.max(1, Math.floor(lockTtlMs / 3));
-  let confirmedUntil = options.claimedAt + lockTtlMs;
-  const renewals = delayQueue(clock, interval);
-  /** Cancels the next renewal; renewals share one timer per clock and interval (see delayQueue). */
-  let cancelRenewal: (() => void) | undefined;
-  /** Fires when the last confirmed lease runs out: a renewal that never answers must not keep the owner in the dark. */
-  let expiry: TimerHandle | undefined;
-  let stopped = false;
-
-  const clearTimers = (): void => {
-    cancelRenewal?.();
-    if (expiry !== undefined) clock.clearTimeout(expiry);
+  const lease: Lease = {
+    claim,
+    now: intervalTime(clock),
+    interval,
+    renewals: delayQueue(clock, interval),
+    tick: () => void renew(lease),
+    controller: undefined,
+    lostWith: undefined,
+    confirmedUntil: claimedAt + lockTtlMs,
+    cancelRenewal: undefined,
+    expiry: undefined,
+    stopped: false,
   };
-  const armExpiry = (): void => {
-    if (expiry !== undefined) clock.clearTimeout(expiry);
-    expiry = clock.setTimeout(() => lose('unreachable'), Math.max(0, confirmedUntil - now()));
-  };
-
-  const lose = (reason: 'lost' | 'unreachable', error?: unknown): void => {
-    if (stopped) return;
-    stopped = true;
-    clearTimers();
-    lostWith = new IdempotencyError('LEASE_LOST', `the lease on this idempotency key was lost (${reason}); stop writing`, { cause: error });
-    controller?.abort(lostWith);
-    options.onLost(reason, error);
-  };
-
-  const tick = async (): Promise<void> => {
-    if (stopped) return;
-    const startedAt = now();
-    // Armed only once a renewal is in flight: a fast procedure pays for no timer of its own.
-    armExpiry();
-    try {
-      const outcome = await store.renew({ id, token, lockTtlMs });
-      if (stopped) return;
-      if (outcome.status === 'lost') return lose('lost');
-      confirmedUntil = startedAt + lockTtlMs;
-      armExpiry();
-    } catch (error) {
-      if (stopped) return;
-      options.onRenewError(error);
-      if (now() + interval >= confirmedUntil) return lose('unreachable', error);
-    }
-    schedule();
-  };
-
-  const schedule = (): void => {
-    if (!stopped) cancelRenewal = renewals.add(() => void tick());
-  };
-
-  schedule();
+  schedule(lease);
   // A claim whose reply came late may have little lease left: watch its end before the first renewal.
-  if (confirmedUntil <= now() + interval) armExpiry();
-  return {
-    signal: () => {
-      if (!controller) {
-        controller = new AbortController();
-        if (lostWith) controller.abort(lostWith);
-      }
-      return controller.signal;
-    },
-    stop: () => {
-      stopped = true;
-      clearTimers();
-    },
-  };
+  if (lease.confirmedUntil <= lease.now() + interval) armExpiry(lease);
+  return lease;
+};
+
+/** A signal that aborts when the lease is lost (the procedure should stop writing); made on first call. */
+export const leaseSignal = (lease: Lease): AbortSignal => {
+  if (!lease.controller) {
+    lease.controller = new AbortController();
+    if (lease.lostWith) lease.controller.abort(lease.lostWith);
+  }
+  return lease.controller.signal;
+};
+
+/** Ends the lease: no more renewals, no loss reported. */
+export const stopLease = (lease: Lease): void => {
+  lease.stopped = true;
+  clearTimers(lease);
+};
+
+// ---- internal helpers ----
+
+const clearTimers = (lease: Lease): void => {
+  lease.cancelRenewal?.();
+  if (lease.expiry !== undefined) lease.claim.clock.clearTimeout(lease.expiry);
+};
+
+const armExpiry = (lease: Lease): void => {
+  const { clock } = lease.claim;
+  if (lease.expiry !== undefined) clock.clearTimeout(lease.expiry);
+  lease.expiry = clock.setTimeout(() => lose(lease, 'unreachable'), Math.max(0, lease.confirmedUntil - lease.now()));
+};
+
+const lose = (lease: Lease, reason: 'lost' | 'unreachable', error?: unknown): void => {
+  if (lease.stopped) return;
+  lease.stopped = true;
+  clearTimers(lease);
+  lease.lostWith = new IdempotencyError('LEASE_LOST', `the lease on this idempotency key was lost (${reason}); stop writing`, { cause: error });
+  lease.controller?.abort(lease.lostWith);
+  const { emit, path, id } = lease.claim;
+  emit?.({ type: 'lease_lost', phase: 'renew', path, keyHash: id });
+};
+
+const renew = async (lease: Lease): Promise<void> => {
+  if (lease.stopped) return;
+  const { store, id, token, lockTtlMs, emit, path } = lease.claim;
+  const startedAt = lease.now();
+  // Armed only once a renewal is in flight: a fast procedure pays for no timer of its own.
+  armExpiry(lease);
+  try {
+    const outcome = await store.renew({ id, token, lockTtlMs });
+    if (lease.stopped) return;
+    if (outcome.status === 'lost') return lose(lease, 'lost');
+    lease.confirmedUntil = startedAt + lockTtlMs;
+    armExpiry(lease);
+  } catch (error) {
+    if (lease.stopped) return;
+    emit?.({ type: 'store_error', operation: 'renew', error, failedOpen: false, path, keyHash: id });
+    if (lease.now() + lease.interval >= lease.confirmedUntil) return lose(lease, 'unreachable', error);
+  }
+  schedule(lease);
+};
+
+const schedule = (lease: Lease): void => {
+  if (!lease.stopped) lease.cancelRenewal = lease.renewals.add(lease.tick);
 };

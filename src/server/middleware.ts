@@ -6,15 +6,16 @@ import { DEFAULTS } from '../constants';
 import { IdempotencyError, isIdempotencyError } from '../errors';
 import { toTRPCError } from './trpcErrors';
 import type { ClaimOutcome, IdempotencyStore } from '../store';
-import type { KeyStatus } from '../wire';
+import type { Claim } from './claim';
 import type { IdempotencyEvent } from './events';
 import { fingerprintInput, sha256Base64url } from './fingerprint';
-import type { Claim } from './finish';
 import { completeClaim, releaseClaim } from './finish';
 import { findRequestHeaders } from './headers';
+import { keyFromHeaders, keyHeaderNames } from './key';
 import type { Lease } from './lease';
-import { holdLease } from './lease';
+import { holdLease, leaseSignal } from './lease';
 import type { ResolvedGlobalOptions } from './options';
+import type { ReportTarget } from './reporting';
 import { reportKey } from './reporting';
 import { keyMissing, resolveKey } from './resolveKey';
 import { decodeStoredResult, encodeError, encodeValue, notStoredError } from './storedResult';
@@ -49,14 +50,22 @@ const LEASE = Symbol('lease');
 const executionPrototype = Object.create(null, {
   signal: {
     get(this: { [LEASE]: Lease }): AbortSignal {
-      return this[LEASE].signal();
+      return leaseSignal(this[LEASE]);
     },
     enumerable: true,
   },
 }) as object;
 
-const createExecution = (fields: Omit<IdempotencyExecution, 'signal'>, lease: Lease): IdempotencyExecution =>
-  Object.assign(Object.create(executionPrototype) as object, fields, { [LEASE]: lease }) as unknown as IdempotencyExecution;
+/** Fields are set one by one, always in this order, so every execution shares one hidden class. */
+const createExecution = (call: KeyedCall, { fence, takeover }: Acquired, lease: Lease): IdempotencyExecution => {
+  const execution = Object.create(executionPrototype) as IdempotencyExecution & { [LEASE]: Lease };
+  execution.key = call.key;
+  execution.keyHash = call.keyHash;
+  execution.fence = fence;
+  execution.takeover = takeover;
+  execution[LEASE] = lease;
+  return execution;
+};
 
 /** The middleware `idempotent()` returns; `.use()` it on mutation procedures. */
 export type IdempotentMiddleware = TRPCMiddlewareFunction<any, any, any, IdempotencyContext, any>;
@@ -82,37 +91,66 @@ const storeUnavailable = (error: unknown): IdempotencyError =>
         retryAfterMs: 1000,
       });
 
+type MiddlewareOpts = Parameters<IdempotentMiddleware>[0];
+type MiddlewareResult = Awaited<ReturnType<MiddlewareOpts['next']>>;
+
+/** What one middleware (one procedure's options) holds for all its calls. */
+interface Guard {
+  options: ResolvedGlobalOptions;
+  store: IdempotencyStore;
+  /** Interval time (see intervalTime): durations, the wait deadline and the lease. */
+  now: () => number;
+  /** `undefined` when nobody listens: events are then not even built. */
+  emit: ((event: IdempotencyEvent) => void) | undefined;
+}
+
+/** One keyed call, as the replay and execute steps need it; `carrier` is `undefined` off HTTP. */
+interface KeyedCall extends ReportTarget {
+  opts: MiddlewareOpts;
+  keyHash: string;
+  token: string;
+  startedAt: number;
+  /** When the latest claim was sent (interval time): the lease it won ends no later than this + lockTtlMs. */
+  claimedAt: number;
+}
+
+type Acquired = Extract<ClaimOutcome, { status: 'acquired' }>;
+
 /** Builds the middleware for one procedure's resolved options. */
 export const createMiddleware = (options: ResolvedGlobalOptions, store: IdempotencyStore): IdempotentMiddleware => {
-  const { clock, serializer } = options;
-  // Durations, deadlines and the lease are intervals: measured on a time that never jumps (see intervalTime).
-  const now = intervalTime(clock);
-  const storesError = (error: TRPCError): boolean => {
-    try {
-      return options.shouldStoreError(error);
-    } catch {
-      return false;
-    }
+  const { onEvent } = options;
+  const guard: Guard = {
+    options,
+    store,
+    // Durations, deadlines and the lease are intervals: measured on a time that never jumps (see intervalTime).
+    now: intervalTime(options.clock),
+    emit: onEvent
+      ? (event) => {
+          try {
+            onEvent(event);
+          } catch {
+            // An observer must never change what the caller gets.
+          }
+        }
+      : undefined,
   };
-  const listening = options.onEvent !== undefined;
-  const emit = (event: IdempotencyEvent): void => {
-    try {
-      options.onEvent?.(event);
-    } catch {
-      // An observer must never change what the caller gets.
-    }
-  };
+  const { now, emit } = guard;
+  const names = keyHeaderNames(options.headerName);
+  // Without getKey and inputKey the key comes from the headers only: read it without an await.
+  const headersOnly = options.getKey === undefined && options.inputKey === false;
 
   return async (opts) => {
     if (opts.type !== 'mutation') return opts.next();
     const startedAt = now();
     const request = findRequestHeaders(opts.ctx);
     const carrier = request?.carrier;
-    const { path } = opts;
+    const { path, batchIndex } = opts;
 
     let key: string | undefined;
     try {
-      key = await resolveKey(opts, options, request);
+      key = headersOnly
+        ? request && keyFromHeaders(request, names, batchIndex)
+        : await resolveKey(opts, options, { request, names });
     } catch (error) {
       if (isIdempotencyError(error)) throw toTRPCError(error);
       throw error;
@@ -129,43 +167,41 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
       throw toTRPCError(new IdempotencyError('INVALID_OPTION', `scope() must return a string or number, got ${typeof scope}`));
     }
     const keyHash = recordId(scope === undefined || scope === null ? '' : String(scope), path, key);
-    const base = { path, keyHash };
     let fingerprint: string;
     try {
-      fingerprint =
-        options.fingerprint === false ? '' : options.fingerprint === true ? fingerprintInput(rawInput) : options.fingerprint(rawInput);
+      const { fingerprint: how } = options;
+      fingerprint = how === false ? '' : how === true ? fingerprintInput(rawInput) : how(rawInput);
     } catch (error) {
       // An input the fingerprint cannot compare: refuse (the procedure does not run) rather than replay blindly.
       if (isIdempotencyError(error)) throw toTRPCError(error);
       throw error;
     }
-    const token = newToken();
-    const report = (status: KeyStatus, retryAfterMs?: number): void => reportKey(carrier, { key, batchIndex: opts.batchIndex, status, retryAfterMs });
+    const call: KeyedCall = { opts, carrier, key, batchIndex, keyHash, token: newToken(), startedAt, claimedAt: startedAt };
     const deadline = startedAt + options.waitTimeoutMs;
 
     for (;;) {
-      const claimStartedAt = now();
+      call.claimedAt = now();
       let outcome: ClaimOutcome;
       try {
-        outcome = await store.claim({ id: keyHash, token, fingerprint, lockTtlMs: options.lockTtlMs });
+        outcome = await store.claim({ id: keyHash, token: call.token, fingerprint, lockTtlMs: options.lockTtlMs });
       } catch (error) {
         const failure = storeUnavailable(error);
         const failOpen = failure.code === 'STORE_UNAVAILABLE' && options.onStoreError === 'fail-open';
-        emit({ type: 'store_error', operation: 'claim', error, failedOpen: failOpen, ...base });
-        report('store_unavailable');
+        emit?.({ type: 'store_error', operation: 'claim', error, failedOpen: failOpen, path, keyHash });
+        reportKey(call, 'store_unavailable');
         if (failOpen) return opts.next({ ctx: { idempotency: null } });
         throw toTRPCError(failure);
       }
 
       switch (outcome.status) {
         case 'acquired':
-          if (listening) emit({ type: 'claimed', fence: outcome.fence, takeover: outcome.takeover, durationMs: now() - claimStartedAt, ...base });
-          return execute(outcome.fence, outcome.takeover, claimStartedAt);
+          emit?.({ type: 'claimed', fence: outcome.fence, takeover: outcome.takeover, durationMs: now() - call.claimedAt, path, keyHash });
+          return execute(guard, call, outcome);
         case 'completed':
-          return replay(outcome.result);
+          return replay(guard, call, outcome.result);
         case 'mismatch':
-          emit({ type: 'mismatch', ...base });
-          report('mismatch');
+          emit?.({ type: 'mismatch', path, keyHash });
+          reportKey(call, 'mismatch');
           throw toTRPCError(
             new IdempotencyError('MISMATCH', `this idempotency key was already used for mutation "${path}" with a different input; use a new key for a new request`),
           );
@@ -175,15 +211,15 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
             try {
               await store.wait({ id: keyHash, timeoutMs: deadline - at, signal: opts.signal });
             } catch (error) {
-              emit({ type: 'store_error', operation: 'wait', error, failedOpen: false, ...base });
-              report('store_unavailable');
+              emit?.({ type: 'store_error', operation: 'wait', error, failedOpen: false, path, keyHash });
+              reportKey(call, 'store_unavailable');
               throw toTRPCError(storeUnavailable(error));
             }
             continue;
           }
           const retryAfterMs = Math.min(outcome.retryAfterMs, DEFAULTS.maxRetryAfterMs);
-          emit({ type: 'conflict', retryAfterMs, waitedMs: at - startedAt, ...base });
-          report('in_progress', retryAfterMs);
+          emit?.({ type: 'conflict', retryAfterMs, waitedMs: at - startedAt, path, keyHash });
+          reportKey(call, 'in_progress', retryAfterMs);
           throw toTRPCError(
             new IdempotencyError('IN_PROGRESS', `a request with this idempotency key is still in progress for mutation "${path}"; retry after ${retryAfterMs} ms`, {
               retryAfterMs,
@@ -192,80 +228,88 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         }
         default:
           // A store outside the contract: claiming again would spin forever.
-          report('store_unavailable');
+          reportKey(call, 'store_unavailable');
           throw toTRPCError(
             new IdempotencyError('RECORD_CORRUPT', `the store returned an unknown claim outcome ${JSON.stringify((outcome as { status?: unknown }).status)}`),
           );
       }
     }
-
-    function replay(text: string) {
-      let stored;
-      try {
-        stored = decodeStoredResult(serializer, text);
-      } catch (error) {
-        report('store_unavailable');
-        throw toTRPCError(error as IdempotencyError);
-      }
-      if (listening) emit({ type: 'replayed', outcome: stored.kind, durationMs: now() - startedAt, ...base });
-      if (stored.kind === 'ok') {
-        report('replayed');
-        return Promise.resolve({ ok: true as const, data: stored.data, marker: MIDDLEWARE_MARKER });
-      }
-      if (stored.kind === 'error') {
-        report('replayed');
-        throw new TRPCError({ code: stored.code, message: stored.message });
-      }
-      report('not_stored');
-      throw toTRPCError(notStoredError(stored, path));
-    }
-
-    async function execute(fence: number, takeover: boolean, claimedAt: number) {
-      const claim: Claim = { store, clock, emit: listening ? emit : undefined, id: keyHash, token, path, ttlMs: options.ttlMs, lockTtlMs: options.lockTtlMs };
-      const lease = holdLease({
-        store,
-        clock,
-        id: keyHash,
-        token,
-        lockTtlMs: options.lockTtlMs,
-        claimedAt,
-        onLost: () => emit({ type: 'lease_lost', phase: 'renew', ...base }),
-        onRenewError: (error) => emit({ type: 'store_error', operation: 'renew', error, failedOpen: false, ...base }),
-      });
-      const runStartedAt = now();
-      let result: Awaited<ReturnType<typeof opts.next>>;
-      try {
-        result = await opts.next({ ctx: { idempotency: createExecution({ key: key as string, keyHash, fence, takeover }, lease) } });
-      } catch (error) {
-        // tRPC turns procedure errors into results; only a broken inner middleware gets here. Nothing was stored.
-        await releaseClaim(claim, lease);
-        throw error;
-      }
-      const durationMs = now() - runStartedAt;
-      if (!result) {
-        // An inner middleware forgot `return next()`: nothing to store. Free the key and let tRPC say what went wrong.
-        report('released');
-        await releaseClaim(claim, lease);
-        emit({ type: 'released', code: 'INTERNAL_SERVER_ERROR', durationMs, ...base });
-        return result;
-      }
-
-      let text: string;
-      if (result.ok) {
-        const encoded = encodeValue(serializer, result.data as unknown, options.maxResultBytes);
-        if (encoded.notStored) emit({ type: 'not_stored', ...encoded.notStored, limitBytes: options.maxResultBytes, ...base });
-        text = encoded.text;
-      } else if (storesError(result.error)) {
-        text = encodeError(serializer, result.error.code, result.error.message);
-      } else {
-        report('released');
-        await releaseClaim(claim, lease);
-        emit({ type: 'released', code: result.error.code, durationMs, ...base });
-        return result;
-      }
-      report('executed');
-      await completeClaim(claim, text, { lease, done: { outcome: result.ok ? 'ok' : 'error', durationMs } });
-      return result;
-    }
   };
+};
+
+// ---- internal helpers ----
+
+/** A completed key: its stored result, as the first call returned it. */
+const replay = (guard: Guard, call: KeyedCall, text: string): Promise<MiddlewareResult> => {
+  const { opts } = call;
+  let stored;
+  try {
+    stored = decodeStoredResult(guard.options.serializer, text);
+  } catch (error) {
+    reportKey(call, 'store_unavailable');
+    throw toTRPCError(error as IdempotencyError);
+  }
+  guard.emit?.({ type: 'replayed', outcome: stored.kind, durationMs: guard.now() - call.startedAt, path: opts.path, keyHash: call.keyHash });
+  if (stored.kind === 'ok') {
+    reportKey(call, 'replayed');
+    return Promise.resolve({ ok: true as const, data: stored.data, marker: MIDDLEWARE_MARKER });
+  }
+  if (stored.kind === 'error') {
+    reportKey(call, 'replayed');
+    throw new TRPCError({ code: stored.code, message: stored.message });
+  }
+  reportKey(call, 'not_stored');
+  throw toTRPCError(notStoredError(stored, opts.path));
+};
+
+/** An acquired key: runs the procedure under a lease, then stores its result (or gives the key up). */
+const execute = async (guard: Guard, call: KeyedCall, acquired: Acquired): Promise<MiddlewareResult> => {
+  const { options, store, now, emit } = guard;
+  const { opts, keyHash } = call;
+  const { path } = opts;
+  const claim: Claim = { store, clock: options.clock, emit, id: keyHash, token: call.token, path, ttlMs: options.ttlMs, lockTtlMs: options.lockTtlMs };
+  const lease = holdLease(claim, call.claimedAt);
+  const runStartedAt = now();
+  let result: MiddlewareResult;
+  try {
+    result = await opts.next({ ctx: { idempotency: createExecution(call, acquired, lease) } });
+  } catch (error) {
+    // tRPC turns procedure errors into results; only a broken inner middleware gets here. Nothing was stored.
+    await releaseClaim(claim, lease);
+    throw error;
+  }
+  const durationMs = now() - runStartedAt;
+  if (!result) {
+    // An inner middleware forgot `return next()`: nothing to store. Free the key and let tRPC say what went wrong.
+    reportKey(call, 'released');
+    await releaseClaim(claim, lease);
+    emit?.({ type: 'released', code: 'INTERNAL_SERVER_ERROR', durationMs, path, keyHash });
+    return result;
+  }
+
+  let text: string;
+  if (result.ok) {
+    const encoded = encodeValue(options.serializer, result.data as unknown, options.maxResultBytes);
+    if (encoded.notStored) emit?.({ type: 'not_stored', ...encoded.notStored, limitBytes: options.maxResultBytes, path, keyHash });
+    text = encoded.text;
+  } else if (storesError(options, result.error)) {
+    text = encodeError(options.serializer, result.error.code, result.error.message);
+  } else {
+    reportKey(call, 'released');
+    await releaseClaim(claim, lease);
+    emit?.({ type: 'released', code: result.error.code, durationMs, path, keyHash });
+    return result;
+  }
+  reportKey(call, 'executed');
+  await completeClaim(claim, lease, { text, outcome: result.ok ? 'ok' : 'error', durationMs });
+  return result;
+};
+
+/** `shouldStoreError`, where a throwing policy means "don't store". */
+const storesError = (options: ResolvedGlobalOptions, error: TRPCError): boolean => {
+  try {
+    return options.shouldStoreError(error);
+  } catch {
+    return false;
+  }
 };

@@ -2,11 +2,15 @@ import type { AnyRouter } from '@trpc/server';
 import type { ResponseMetaFn } from '@trpc/server/http';
 import type { KeyStatus } from '../wire';
 import { EXPOSED_HEADERS, REPLAYED_HEADER, RETRY_AFTER_HEADER, STATUS_DEFERRED, STATUS_HEADER, STATUSES_HEADER } from '../wire';
-import { findRequestHeaders } from './headers';
+import { findRequestHeaders, readHeader } from './headers';
 import type { RequestHeaders } from './headers';
+import type { KeyHeaderNames } from './key';
+import { keyHeaderNames } from './key';
 
 interface RequestReport {
-  statuses: Map<string, KeyStatus>;
+  /** Keys in the order first seen, and each one's latest status: most requests carry one key, so no Map. */
+  keys: string[];
+  statuses: KeyStatus[];
   /** The same by batch position: two calls of one batch may share a key. */
   byIndex: (KeyStatus | null)[];
   retryAfterMs: number;
@@ -22,32 +26,39 @@ const REPORT = Symbol('trpc-idempotency.report');
 const frozenReports = new WeakMap<object, RequestReport>();
 
 const reportOf = (carrier: object): RequestReport | undefined =>
-  (carrier as { [REPORT]?: RequestReport })[REPORT] ?? frozenReports.get(carrier);
+  (carrier as { [REPORT]?: RequestReport })[REPORT] ?? (Object.isExtensible(carrier) ? undefined : frozenReports.get(carrier));
 
 const newReport = (carrier: object): RequestReport => {
-  const report: RequestReport = { statuses: new Map(), byIndex: [], retryAfterMs: 0 };
+  const report: RequestReport = { keys: [], statuses: [], byIndex: [], retryAfterMs: 0 };
   if (Object.isExtensible(carrier)) Object.defineProperty(carrier, REPORT, { value: report, configurable: true });
   else frozenReports.set(carrier, report);
   return report;
 };
 /** Header names the middleware reads, per request, so a streamed head can say `deferred` for keyed requests. */
-const keyHeaderNames = new Set<string>();
+const knownHeaderNames = new Map<string, KeyHeaderNames>();
 
 export const rememberHeaderName = (headerName: string): void => {
-  keyHeaderNames.add(headerName);
+  if (!knownHeaderNames.has(headerName)) knownHeaderNames.set(headerName, keyHeaderNames(headerName));
 };
 
-export interface KeyReport {
+/** Which call a report is about: its key, its position in the batch, and the HTTP request (if any) it came in. */
+export interface ReportTarget {
+  carrier: object | undefined;
   key: string;
   batchIndex: number;
-  status: KeyStatus;
-  retryAfterMs?: number | undefined;
 }
 
-export const reportKey = (carrier: object | undefined, { key, batchIndex, status, retryAfterMs }: KeyReport): void => {
+/** Records what the middleware decided for one call, on the request its carrier identifies. */
+export const reportKey = ({ carrier, key, batchIndex }: ReportTarget, status: KeyStatus, retryAfterMs?: number): void => {
   if (!carrier) return;
   const report = reportOf(carrier) ?? newReport(carrier);
-  report.statuses.set(key, status);
+  const seen = report.keys.indexOf(key);
+  if (seen < 0) {
+    report.keys.push(key);
+    report.statuses.push(status);
+  } else {
+    report.statuses[seen] = status;
+  }
   report.byIndex[batchIndex] = status;
   if (retryAfterMs !== undefined) report.retryAfterMs = Math.max(report.retryAfterMs, retryAfterMs);
 };
@@ -99,16 +110,17 @@ const recordSink = (base: HeaderRecord | undefined): HeaderSink => {
 const EXPOSE_HEADER = 'access-control-expose-headers';
 
 const isKeyed = (request: RequestHeaders): boolean => {
-  for (const name of keyHeaderNames) if (request.get(name) !== undefined || request.get(`${name}s`) !== undefined) return true;
+  for (const names of knownHeaderNames.values()) {
+    if (readHeader(request, names.single) !== undefined || readHeader(request, names.list) !== undefined) return true;
+  }
   return false;
 };
 
 /** `{"key":"status"}` without building an object for the common one-key request. */
-const statusesJson = (statuses: Map<string, KeyStatus>): string => {
-  if (statuses.size !== 1) return JSON.stringify(Object.fromEntries(statuses));
-  for (const [key, status] of statuses) return `{${JSON.stringify(key)}:"${status}"}`;
-  return '{}';
-};
+const statusesJson = ({ keys, statuses }: RequestReport): string =>
+  keys.length === 1
+    ? `{${JSON.stringify(keys[0])}:"${statuses[0] as KeyStatus}"}`
+    : JSON.stringify(Object.fromEntries(keys.map((key, i) => [key, statuses[i]])));
 
 /**
  * The adapter's `responseMeta`: reports per key whether the call was a replay (`Idempotency-Status`,
@@ -128,7 +140,7 @@ export const idempotencyResponseMeta = <TRouter extends AnyRouter = AnyRouter>(
     if (report === undefined && !isKeyed(request)) return base;
     const sink = base.headers instanceof Headers ? headersSink(base.headers) : recordSink(base.headers);
     // Only a browser on another origin needs them exposed; it always sends Origin.
-    if (request.get('origin') !== undefined) sink.expose(EXPOSED_HEADERS);
+    if (readHeader(request, 'origin') !== undefined) sink.expose(EXPOSED_HEADERS);
     if (opts.eagerGeneration) {
       // Streamed responses send their head before any call ran: say so, so clients don't guess.
       sink.set(STATUS_HEADER, STATUS_DEFERRED);
@@ -139,10 +151,10 @@ export const idempotencyResponseMeta = <TRouter extends AnyRouter = AnyRouter>(
       sink.set(STATUS_HEADER, '{}');
       return { ...base, headers: sink.headers };
     }
-    sink.set(STATUS_HEADER, statusesJson(report.statuses));
+    sink.set(STATUS_HEADER, statusesJson(report));
     const batch = opts.info?.isBatchCall === true;
     if (batch) sink.set(STATUSES_HEADER, JSON.stringify(Array.from(report.byIndex, (s) => s ?? null)));
-    if (!batch && report.statuses.size === 1 && report.statuses.values().next().value === 'replayed') {
+    if (!batch && report.keys.length === 1 && report.statuses[0] === 'replayed') {
       sink.set(REPLAYED_HEADER, 'true');
     }
     if (report.retryAfterMs > 0) sink.set(RETRY_AFTER_HEADER, String(Math.ceil(report.retryAfterMs / 1000)));

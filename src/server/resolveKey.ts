@@ -1,5 +1,6 @@
 import { IdempotencyError } from '../errors';
 import type { RequestHeaders } from './headers';
+import type { KeyHeaderNames } from './key';
 import { keyFromHeaders, validateKey } from './key';
 import type { ResolvedGlobalOptions } from './options';
 
@@ -10,11 +11,14 @@ export interface KeyCall {
   getRawInput: () => Promise<unknown>;
 }
 
-/** The call's key: from `getKey` when set, else the `inputKey` field, else the request headers. */
+/**
+ * The call's key: from `getKey` when set, else the `inputKey` field, else the request headers. The middleware
+ * reads the headers itself, without this function's await, when neither `getKey` nor `inputKey` is set.
+ */
 export const resolveKey = async (
   call: KeyCall,
   options: ResolvedGlobalOptions,
-  request: RequestHeaders | undefined,
+  { request, names }: { request: RequestHeaders | undefined; names: KeyHeaderNames },
 ): Promise<string | undefined> => {
   if (options.getKey) {
     const value = await options.getKey({ ctx: call.ctx, rawInput: await call.getRawInput(), path: call.path, batchIndex: call.batchIndex });
@@ -27,7 +31,7 @@ export const resolveKey = async (
       if (value !== undefined && value !== null) return validateKey(value, `input field "${options.inputKey}"`);
     }
   }
-  return request ? keyFromHeaders(request, options.headerName, call.batchIndex) : undefined;
+  return request ? keyFromHeaders(request, names, call.batchIndex) : undefined;
 };
 
 /** The error for a mutation that came without a key under `required: true`, naming where a key is read. */

@@ -75,7 +75,8 @@ export const encodeValue = (serializer: Serializer, data: unknown, maxBytes: num
   } catch {
     return { text: encodeNotStored('unserializable'), notStored: { reason: 'unserializable' } };
   }
-  const bytes = Buffer.byteLength(body);
+  // A UTF-16 unit is at most 3 UTF-8 bytes: most results are clearly small enough without counting.
+  const bytes = body.length * 3 <= maxBytes ? 0 : Buffer.byteLength(body);
   if (bytes > maxBytes) return { text: encodeNotStored('too_large', bytes), notStored: { reason: 'too_large', bytes } };
   return { text: encodeOk(body) };
 };
