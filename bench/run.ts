@@ -9,6 +9,7 @@
  *   npm run bench -- --out FILE     where the JSON goes (default .bench-out/results.json)
  *   npm run bench -- --only memory  only the memory-store rows (or --only redis)
  *   npm run bench -- --tsx          run the sources through tsx instead of a bundle (slower, see below)
+ *   npm run bench -- --repeat N     N processes one after another, merged (see merge.ts); verdicts on the merge
  *
  * By default bench/main.ts and src/ are bundled with esbuild into .bench-out/ and run with plain node, as a
  * tsup build would run in production: tsx compiles with keepNames, which wraps every closure the middleware
@@ -20,9 +21,10 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { mergeRuns } from './merge';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const args = process.argv.slice(2);
+const { repeat, rest: args } = takeRepeat(process.argv.slice(2));
 
 const run = async (): Promise<number> => {
   const main = join(here, 'main.ts');
@@ -42,8 +44,34 @@ const run = async (): Promise<number> => {
     sourcemap: true,
     logLevel: 'warning',
   });
-  return exec(process.execPath, ['--enable-source-maps', '--expose-gc', outfile, ...args]);
+  const node = ['--enable-source-maps', '--expose-gc', outfile];
+  if (repeat === 1) return exec(process.execPath, [...node, ...args]);
+  const { out, rest } = takeOut(args);
+  const files: string[] = [];
+  for (let i = 1; i <= repeat; i++) {
+    console.log(`\n=== process ${i} of ${repeat}`);
+    const file = join(dirname(out), `run-${i}.json`);
+    const code = await exec(process.execPath, [...node, ...rest, '--no-check', '--out', file]);
+    if (code !== 0) return code;
+    files.push(file);
+  }
+  const failed = mergeRuns(files, out);
+  return failed.length > 0 && !args.includes('--no-check') ? 1 : 0;
 };
+
+function takeRepeat(argv: string[]): { repeat: number; rest: string[] } {
+  const at = argv.indexOf('--repeat');
+  if (at < 0) return { repeat: 1, rest: argv };
+  const repeat = Number(argv[at + 1]);
+  if (!Number.isInteger(repeat) || repeat < 1) throw new Error('bench: --repeat takes a positive integer');
+  return { repeat, rest: [...argv.slice(0, at), ...argv.slice(at + 2)] };
+}
+
+function takeOut(argv: string[]): { out: string; rest: string[] } {
+  const at = argv.indexOf('--out');
+  if (at < 0) return { out: join(here, '..', '.bench-out', 'results.json'), rest: argv };
+  return { out: argv[at + 1] as string, rest: [...argv.slice(0, at), ...argv.slice(at + 2)] };
+}
 
 const exec = (command: string, argv: string[]): Promise<number> =>
   new Promise((resolve, reject) => {
