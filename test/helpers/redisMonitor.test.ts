@@ -11,4 +11,10 @@ describe('parseMonitorLine (test helper)', () => {
     expect(parseMonitorLine('1795878029.258308 [0 lua] "hget" "k" "f"')?.source).toBe('lua');
     expect(parseMonitorLine('not a monitor line')).toBeUndefined();
   });
+
+  it('decodes a UTF-8 argument from the bytes MONITOR escapes one by one', () => {
+    // What Redis prints for `SET k "é€😀"`: every byte outside printable ASCII as \xHH.
+    const line = '1795878029.258308 [0 127.0.0.1:45416] "set" "k" "\\xc3\\xa9\\xe2\\x82\\xac\\xf0\\x9f\\x98\\x80"';
+    expect(parseMonitorLine(line)?.args).toEqual(['k', 'é€😀']);
+  });
 });

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import { Redis } from 'ioredis';
 import { createRedisStore } from '../../src/redis';
 import type { RedisStore } from '../../src/redis';
@@ -72,12 +73,20 @@ const HANDSHAKE = new Set(['hello', 'client', 'info', 'select', 'auth']);
 const encodeCommand = (args: string[]): string =>
   `*${args.length}\r\n${args.map((arg) => `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`).join('')}`;
 
-/** Opens a socket, authenticates when the URL says so, sends MONITOR and resolves once Redis answered `+OK`. */
+/**
+ * Opens a socket (TLS for `rediss://`), authenticates when the URL says so, sends MONITOR and resolves once Redis
+ * answered `+OK`.
+ */
 const openMonitor = (url: string, onLine: (line: string) => void): Promise<Socket> => {
   const target = new URL(url);
   // URL keeps an IPv6 host in brackets; net.connect wants it bare.
-  const socket = connect({ host: target.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1', port: Number(target.port || 6379) });
-  socket.setEncoding('utf8');
+  const host = target.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
+  const port = Number(target.port || 6379);
+  const tls = target.protocol === 'rediss:';
+  const socket = tls ? connectTls({ host, port, servername: host }) : connect({ host, port });
+  // Latin-1 keeps one character per byte, so a reply split inside a UTF-8 sequence still parses; arguments are
+  // decoded from their bytes by parseMonitorLine.
+  socket.setEncoding('latin1');
   const commands: string[][] = [];
   if (target.password) {
     const user = decodeURIComponent(target.username);
@@ -90,7 +99,7 @@ const openMonitor = (url: string, onLine: (line: string) => void): Promise<Socke
   return new Promise((resolve, reject) => {
     socket.once('error', reject);
     socket.once('close', () => reject(new Error('MONITOR connection closed before Redis answered')));
-    socket.on('connect', () => socket.write(commands.map(encodeCommand).join('')));
+    socket.on(tls ? 'secureConnect' : 'connect', () => socket.write(commands.map(encodeCommand).join('')));
     socket.on('data', (chunk: string) => {
       buffered += chunk;
       let end = buffered.indexOf('\r\n');
@@ -114,9 +123,12 @@ const openMonitor = (url: string, onLine: (line: string) => void): Promise<Socke
   });
 };
 
-const ESCAPES: Record<string, string> = { n: '\n', r: '\r', t: '\t', a: '\x07', b: '\b', '"': '"', '\\': '\\' };
+const ESCAPES: Record<string, number> = { n: 0x0a, r: 0x0d, t: 0x09, a: 0x07, b: 0x08, '"': 0x22, '\\': 0x5c };
 
-/** Parses `1700000000.123456 [0 127.0.0.1:5000] "evalsha" "abc" "1"` (arguments quoted as Redis's sdscatrepr does). */
+/**
+ * Parses `1700000000.123456 [0 127.0.0.1:5000] "evalsha" "abc" "1"` (arguments quoted as Redis's sdscatrepr does:
+ * printable ASCII as is, other bytes as `\xHH`, so a UTF-8 argument is read back byte by byte and decoded once).
+ */
 export const parseMonitorLine = (line: string): MonitoredCommand | undefined => {
   const open = line.indexOf('[');
   const close = line.indexOf(']', open);
@@ -127,24 +139,24 @@ export const parseMonitorLine = (line: string): MonitoredCommand | undefined => 
   while (i < line.length) {
     const quote = line.indexOf('"', i);
     if (quote === -1) break;
-    let arg = '';
+    const bytes: number[] = [];
     i = quote + 1;
     while (i < line.length && line[i] !== '"') {
       if (line[i] === '\\') {
         const next = line[i + 1] ?? '';
         if (next === 'x') {
-          arg += String.fromCharCode(Number.parseInt(line.slice(i + 2, i + 4), 16));
+          bytes.push(Number.parseInt(line.slice(i + 2, i + 4), 16));
           i += 4;
         } else {
-          arg += ESCAPES[next] ?? next;
+          bytes.push(ESCAPES[next] ?? next.charCodeAt(0));
           i += 2;
         }
       } else {
-        arg += line[i];
+        bytes.push(line.charCodeAt(i));
         i += 1;
       }
     }
-    args.push(arg);
+    args.push(Buffer.from(bytes).toString('utf8'));
     i += 1;
   }
   const [name = '', ...rest] = args;
