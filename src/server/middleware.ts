@@ -1,24 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import type { TRPCMiddlewareFunction } from '@trpc/server';
-import { TRPCError } from '@trpc/server';
 import { intervalTime } from '../clock';
 import { DEFAULTS } from '../constants';
 import { IdempotencyError, isIdempotencyError } from '../errors';
-import { toTRPCError } from './trpcErrors';
 import type { ClaimOutcome, IdempotencyStore } from '../store';
-import type { Claim } from './claim';
-import type { IdempotencyEvent } from './events';
 import { fingerprintInput, sha256Base64url } from './fingerprint';
-import { completeClaim, releaseClaim } from './finish';
 import { findRequestHeaders } from './headers';
 import { keyFromHeaders, keyHeaderNames } from './key';
-import type { Lease } from './lease';
-import { holdLease, leaseSignal } from './lease';
+import type { Guard, KeyedCall } from './keyedCall';
+import { execute, replay } from './keyedCall';
 import type { ResolvedGlobalOptions } from './options';
-import type { ReportTarget } from './reporting';
 import { reportKey } from './reporting';
 import { keyMissing, resolveKey } from './resolveKey';
-import { decodeStoredResult, encodeError, encodeValue, notStoredError } from './storedResult';
+import { toTRPCError } from './trpcErrors';
 
 /** What a guarded procedure sees as `ctx.idempotency`; `null` when the call came without a key. */
 export interface IdempotencyExecution {
@@ -41,37 +35,8 @@ export interface IdempotencyContext {
   idempotency: IdempotencyExecution | null;
 }
 
-const LEASE = Symbol('lease');
-
-/**
- * `signal` lives on a shared prototype and makes the AbortSignal on first read: most procedures never read it,
- * and a getter written in an object literal would make every such literal slow to create.
- */
-const executionPrototype = Object.create(null, {
-  signal: {
-    get(this: { [LEASE]: Lease }): AbortSignal {
-      return leaseSignal(this[LEASE]);
-    },
-    enumerable: true,
-  },
-}) as object;
-
-/** Fields are set one by one, always in this order, so every execution shares one hidden class. */
-const createExecution = (call: KeyedCall, { fence, takeover }: Acquired, lease: Lease): IdempotencyExecution => {
-  const execution = Object.create(executionPrototype) as IdempotencyExecution & { [LEASE]: Lease };
-  execution.key = call.key;
-  execution.keyHash = call.keyHash;
-  execution.fence = fence;
-  execution.takeover = takeover;
-  execution[LEASE] = lease;
-  return execution;
-};
-
 /** The middleware `idempotent()` returns; `.use()` it on mutation procedures. */
 export type IdempotentMiddleware = TRPCMiddlewareFunction<any, any, any, IdempotencyContext, any>;
-
-// tRPC checks the marker's type only; the runtime ignores it (see trpc-v11-notes section 1).
-const MIDDLEWARE_MARKER = 'middlewareMarker' as any;
 
 /**
  * Owner tokens: unique per claim across processes (a random 128-bit prefix per process, then a counter). Only
@@ -90,31 +55,6 @@ const storeUnavailable = (error: unknown): IdempotencyError =>
         cause: error,
         retryAfterMs: 1000,
       });
-
-type MiddlewareOpts = Parameters<IdempotentMiddleware>[0];
-type MiddlewareResult = Awaited<ReturnType<MiddlewareOpts['next']>>;
-
-/** What one middleware (one procedure's options) holds for all its calls. */
-interface Guard {
-  options: ResolvedGlobalOptions;
-  store: IdempotencyStore;
-  /** Interval time (see intervalTime): durations, the wait deadline and the lease. */
-  now: () => number;
-  /** `undefined` when nobody listens: events are then not even built. */
-  emit: ((event: IdempotencyEvent) => void) | undefined;
-}
-
-/** One keyed call, as the replay and execute steps need it; `carrier` is `undefined` off HTTP. */
-interface KeyedCall extends ReportTarget {
-  opts: MiddlewareOpts;
-  keyHash: string;
-  token: string;
-  startedAt: number;
-  /** When the latest claim was sent (interval time): the lease it won ends no later than this + lockTtlMs. */
-  claimedAt: number;
-}
-
-type Acquired = Extract<ClaimOutcome, { status: 'acquired' }>;
 
 /** Builds the middleware for one procedure's resolved options. */
 export const createMiddleware = (options: ResolvedGlobalOptions, store: IdempotencyStore): IdempotentMiddleware => {
@@ -235,81 +175,4 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
       }
     }
   };
-};
-
-// ---- internal helpers ----
-
-/** A completed key: its stored result, as the first call returned it. */
-const replay = (guard: Guard, call: KeyedCall, text: string): Promise<MiddlewareResult> => {
-  const { opts } = call;
-  let stored;
-  try {
-    stored = decodeStoredResult(guard.options.serializer, text);
-  } catch (error) {
-    reportKey(call, 'store_unavailable');
-    throw toTRPCError(error as IdempotencyError);
-  }
-  guard.emit?.({ type: 'replayed', outcome: stored.kind, durationMs: guard.now() - call.startedAt, path: opts.path, keyHash: call.keyHash });
-  if (stored.kind === 'ok') {
-    reportKey(call, 'replayed');
-    return Promise.resolve({ ok: true as const, data: stored.data, marker: MIDDLEWARE_MARKER });
-  }
-  if (stored.kind === 'error') {
-    reportKey(call, 'replayed');
-    throw new TRPCError({ code: stored.code, message: stored.message });
-  }
-  reportKey(call, 'not_stored');
-  throw toTRPCError(notStoredError(stored, opts.path));
-};
-
-/** An acquired key: runs the procedure under a lease, then stores its result (or gives the key up). */
-const execute = async (guard: Guard, call: KeyedCall, acquired: Acquired): Promise<MiddlewareResult> => {
-  const { options, store, now, emit } = guard;
-  const { opts, keyHash } = call;
-  const { path } = opts;
-  const claim: Claim = { store, clock: options.clock, emit, id: keyHash, token: call.token, path, ttlMs: options.ttlMs, lockTtlMs: options.lockTtlMs };
-  const lease = holdLease(claim, call.claimedAt);
-  const runStartedAt = now();
-  let result: MiddlewareResult;
-  try {
-    result = await opts.next({ ctx: { idempotency: createExecution(call, acquired, lease) } });
-  } catch (error) {
-    // tRPC turns procedure errors into results; only a broken inner middleware gets here. Nothing was stored.
-    await releaseClaim(claim, lease);
-    throw error;
-  }
-  const durationMs = now() - runStartedAt;
-  if (!result) {
-    // An inner middleware forgot `return next()`: nothing to store. Free the key and let tRPC say what went wrong.
-    reportKey(call, 'released');
-    await releaseClaim(claim, lease);
-    emit?.({ type: 'released', code: 'INTERNAL_SERVER_ERROR', durationMs, path, keyHash });
-    return result;
-  }
-
-  let text: string;
-  if (result.ok) {
-    const encoded = encodeValue(options.serializer, result.data as unknown, options.maxResultBytes);
-    if (encoded.notStored) emit?.({ type: 'not_stored', ...encoded.notStored, limitBytes: options.maxResultBytes, path, keyHash });
-    text = encoded.text;
-  } else if (storesError(options, result.error)) {
-    text = encodeError(options.serializer, result.error.code, result.error.message);
-  } else {
-    reportKey(call, 'released');
-    await releaseClaim(claim, lease);
-    emit?.({ type: 'released', code: result.error.code, durationMs, path, keyHash });
-    return result;
-  }
-  reportKey(call, 'executed');
-  await completeClaim(claim, lease, { text, outcome: result.ok ? 'ok' : 'error', durationMs });
-  return result;
-};
-
-/** `shouldStoreError`, where a throwing policy means "don't store". */
-const storesError = (options: ResolvedGlobalOptions, error: TRPCError): boolean => {
-  try {
-    return options.shouldStoreError(error);
-  } catch {
-    return false;
-  }
 };

@@ -1,0 +1,149 @@
+import { TRPCError } from '@trpc/server';
+import type { IdempotencyError } from '../errors';
+import type { ClaimOutcome, IdempotencyStore } from '../store';
+import type { Claim } from './claim';
+import type { IdempotencyEvent } from './events';
+import { completeClaim, releaseClaim } from './finish';
+import type { Lease } from './lease';
+import { holdLease, leaseSignal } from './lease';
+import type { IdempotencyExecution, IdempotentMiddleware } from './middleware';
+import type { ResolvedGlobalOptions } from './options';
+import type { ReportTarget } from './reporting';
+import { reportKey } from './reporting';
+import { decodeStoredResult, encodeError, encodeValue, notStoredError } from './storedResult';
+import { toTRPCError } from './trpcErrors';
+
+/**
+ * The two ends of a keyed call once the store has answered its claim: `replay` a completed key, or `execute` an
+ * acquired one under a lease and store what it returns. Module functions over two records (`Guard`, `KeyedCall`)
+ * rather than closures made per call.
+ */
+
+type MiddlewareOpts = Parameters<IdempotentMiddleware>[0];
+type MiddlewareResult = Awaited<ReturnType<MiddlewareOpts['next']>>;
+
+/** What one middleware (one procedure's options) holds for all its calls. */
+export interface Guard {
+  options: ResolvedGlobalOptions;
+  store: IdempotencyStore;
+  /** Interval time (see intervalTime): durations, the wait deadline and the lease. */
+  now: () => number;
+  /** `undefined` when nobody listens: events are then not even built. */
+  emit: ((event: IdempotencyEvent) => void) | undefined;
+}
+
+/** One keyed call, as the replay and execute steps need it; `carrier` is `undefined` off HTTP. */
+export interface KeyedCall extends ReportTarget {
+  opts: MiddlewareOpts;
+  keyHash: string;
+  token: string;
+  startedAt: number;
+  /** When the latest claim was sent (interval time): the lease it won ends no later than this + lockTtlMs. */
+  claimedAt: number;
+}
+
+type Acquired = Extract<ClaimOutcome, { status: 'acquired' }>;
+
+const LEASE = Symbol('lease');
+
+/**
+ * `signal` lives on a shared prototype and makes the AbortSignal on first read: most procedures never read it,
+ * and a getter written in an object literal would make every such literal slow to create.
+ */
+const executionPrototype = Object.create(null, {
+  signal: {
+    get(this: { [LEASE]: Lease }): AbortSignal {
+      return leaseSignal(this[LEASE]);
+    },
+    enumerable: true,
+  },
+}) as object;
+
+/** Fields are set one by one, always in this order, so every execution shares one hidden class. */
+const createExecution = (call: KeyedCall, { fence, takeover }: Acquired, lease: Lease): IdempotencyExecution => {
+  const execution = Object.create(executionPrototype) as IdempotencyExecution & { [LEASE]: Lease };
+  execution.key = call.key;
+  execution.keyHash = call.keyHash;
+  execution.fence = fence;
+  execution.takeover = takeover;
+  execution[LEASE] = lease;
+  return execution;
+};
+
+// tRPC checks the marker's type only; the runtime ignores it (see trpc-v11-notes section 1).
+const MIDDLEWARE_MARKER = 'middlewareMarker' as any;
+
+/** A completed key: its stored result, as the first call returned it. */
+export const replay = (guard: Guard, call: KeyedCall, text: string): Promise<MiddlewareResult> => {
+  const { opts } = call;
+  let stored;
+  try {
+    stored = decodeStoredResult(guard.options.serializer, text);
+  } catch (error) {
+    reportKey(call, 'store_unavailable');
+    throw toTRPCError(error as IdempotencyError);
+  }
+  guard.emit?.({ type: 'replayed', outcome: stored.kind, durationMs: guard.now() - call.startedAt, path: opts.path, keyHash: call.keyHash });
+  if (stored.kind === 'ok') {
+    reportKey(call, 'replayed');
+    return Promise.resolve({ ok: true as const, data: stored.data, marker: MIDDLEWARE_MARKER });
+  }
+  if (stored.kind === 'error') {
+    reportKey(call, 'replayed');
+    throw new TRPCError({ code: stored.code, message: stored.message });
+  }
+  reportKey(call, 'not_stored');
+  throw toTRPCError(notStoredError(stored, opts.path));
+};
+
+/** An acquired key: runs the procedure under a lease, then stores its result (or gives the key up). */
+export const execute = async (guard: Guard, call: KeyedCall, acquired: Acquired): Promise<MiddlewareResult> => {
+  const { options, store, now, emit } = guard;
+  const { opts, keyHash } = call;
+  const { path } = opts;
+  const claim: Claim = { store, clock: options.clock, emit, id: keyHash, token: call.token, path, ttlMs: options.ttlMs, lockTtlMs: options.lockTtlMs };
+  const lease = holdLease(claim, call.claimedAt);
+  const runStartedAt = now();
+  let result: MiddlewareResult;
+  try {
+    result = await opts.next({ ctx: { idempotency: createExecution(call, acquired, lease) } });
+  } catch (error) {
+    // tRPC turns procedure errors into results; only a broken inner middleware gets here. Nothing was stored.
+    await releaseClaim(claim, lease);
+    throw error;
+  }
+  const durationMs = now() - runStartedAt;
+  if (!result) {
+    // An inner middleware forgot `return next()`: nothing to store. Free the key and let tRPC say what went wrong.
+    reportKey(call, 'released');
+    await releaseClaim(claim, lease);
+    emit?.({ type: 'released', code: 'INTERNAL_SERVER_ERROR', durationMs, path, keyHash });
+    return result;
+  }
+
+  let text: string;
+  if (result.ok) {
+    const encoded = encodeValue(options.serializer, result.data as unknown, options.maxResultBytes);
+    if (encoded.notStored) emit?.({ type: 'not_stored', ...encoded.notStored, limitBytes: options.maxResultBytes, path, keyHash });
+    text = encoded.text;
+  } else if (storesError(options, result.error)) {
+    text = encodeError(options.serializer, result.error.code, result.error.message);
+  } else {
+    reportKey(call, 'released');
+    await releaseClaim(claim, lease);
+    emit?.({ type: 'released', code: result.error.code, durationMs, path, keyHash });
+    return result;
+  }
+  reportKey(call, 'executed');
+  await completeClaim(claim, lease, { text, outcome: result.ok ? 'ok' : 'error', durationMs });
+  return result;
+};
+
+/** `shouldStoreError`, where a throwing policy means "don't store". */
+const storesError = (options: ResolvedGlobalOptions, error: TRPCError): boolean => {
+  try {
+    return options.shouldStoreError(error);
+  } catch {
+    return false;
+  }
+};
