@@ -29,6 +29,7 @@ const { repeat, rest: args } = takeRepeat(process.argv.slice(2));
 const run = async (): Promise<number> => {
   const main = join(here, 'main.ts');
   if (args.includes('--tsx')) {
+    if (repeat > 1) throw new Error('bench: --repeat runs the bundle; it does not combine with --tsx');
     return exec(process.execPath, [...process.execArgv, '--expose-gc', main, ...args.filter((a) => a !== '--tsx')]);
   }
   const outfile = join(here, '..', '.bench-out', 'bench.mjs');
