@@ -1,4 +1,5 @@
 import type { Clock } from '../clock';
+import type { DelayQueue } from '../delayQueue';
 import type { IdempotencyStore } from '../store';
 import type { IdempotencyEvent } from './events';
 
@@ -6,6 +7,10 @@ import type { IdempotencyEvent } from './events';
 export interface Claim {
   store: IdempotencyStore;
   clock: Clock;
+  /** `intervalTime(clock)`: leases and retry windows are intervals. */
+  now: () => number;
+  /** Where renewals wait: the shared queue for this clock and `lockTtlMs / 3` (see delayQueue). */
+  renewals: DelayQueue;
   /** `undefined` when nobody listens: events are then not even built. */
   emit: ((event: IdempotencyEvent) => void) | undefined;
   /** The record and the token that owns it. */

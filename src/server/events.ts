@@ -16,7 +16,8 @@ export type IdempotencyEvent =
   | (EventBase & { type: 'completed'; outcome: 'ok' | 'error'; bytes: number; durationMs: number })
   | (EventBase & { type: 'not_stored'; reason: 'too_large' | 'unserializable'; bytes?: number; limitBytes: number })
   | (EventBase & { type: 'released'; code: TRPCError['code']; durationMs: number })
-  | (EventBase & { type: 'lease_lost'; phase: 'renew' | 'complete' | 'release' })
+  /** `claim`: the claim was answered after its lease could have ended, so the procedure was not run. */
+  | (EventBase & { type: 'lease_lost'; phase: 'claim' | 'renew' | 'complete' | 'release' })
   | (EventBase & {
       type: 'store_error';
       operation: 'claim' | 'renew' | 'complete' | 'release' | 'wait';

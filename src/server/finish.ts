@@ -1,5 +1,4 @@
 import type { Clock } from '../clock';
-import { intervalTime } from '../clock';
 import { DEFAULTS } from '../constants';
 import { isIdempotencyError } from '../errors';
 import type { Claim } from './claim';
@@ -54,8 +53,7 @@ const completed = (claim: Claim, { text, outcome, durationMs }: Completion): voi
  * still accepted while nobody has taken the key over, so retrying matters even then.
  */
 const completeLater = async (claim: Claim, lease: Lease, done: Completion): Promise<void> => {
-  const { clock } = claim;
-  const now = intervalTime(clock);
+  const { clock, now } = claim;
   const until = now() + claim.ttlMs;
   const maxDelayMs = Math.max(1, Math.floor(claim.lockTtlMs / 3));
   let delayMs = DEFAULTS.completeRetryDelayMs * 2 ** DEFAULTS.completeAttempts;
@@ -86,8 +84,8 @@ export const completeClaim = async (claim: Claim, lease: Lease, done: Completion
   else stopLease(lease);
 };
 
-/** Gives the key up without a result: the next call with it runs the procedure again. */
-export const releaseClaim = async (claim: Claim, lease: Lease): Promise<void> => {
-  stopLease(lease);
+/** Gives the key up without a result: the next call with it runs the procedure again. Ends the lease, if one was held. */
+export const releaseClaim = async (claim: Claim, lease: Lease | undefined): Promise<void> => {
+  if (lease) stopLease(lease);
   await withRetries(claim, undefined);
 };

@@ -1,5 +1,6 @@
 import { TRPCError } from '@trpc/server';
-import type { IdempotencyError } from '../errors';
+import type { DelayQueue } from '../delayQueue';
+import { IdempotencyError } from '../errors';
 import type { ClaimOutcome, IdempotencyStore } from '../store';
 import type { Claim } from './claim';
 import type { IdempotencyEvent } from './events';
@@ -30,6 +31,8 @@ export interface Guard {
   now: () => number;
   /** `undefined` when nobody listens: events are then not even built. */
   emit: ((event: IdempotencyEvent) => void) | undefined;
+  /** The shared renewal queue for this clock and lockTtlMs, looked up once (see delayQueue). */
+  renewals: DelayQueue;
 }
 
 /** One keyed call, as the replay and execute steps need it; `carrier` is `undefined` off HTTP. */
@@ -98,10 +101,26 @@ export const replay = (guard: Guard, call: KeyedCall, text: string): Promise<Mid
 
 /** An acquired key: runs the procedure under a lease, then stores its result (or gives the key up). */
 export const execute = async (guard: Guard, call: KeyedCall, acquired: Acquired): Promise<MiddlewareResult> => {
-  const { options, store, now, emit } = guard;
+  const { options, store, now, emit, renewals } = guard;
   const { opts, keyHash } = call;
   const { path } = opts;
-  const claim: Claim = { store, clock: options.clock, emit, id: keyHash, token: call.token, path, ttlMs: options.ttlMs, lockTtlMs: options.lockTtlMs };
+  const { clock, ttlMs, lockTtlMs } = options;
+  const claim: Claim = { store, clock, now, renewals, emit, id: keyHash, token: call.token, path, ttlMs, lockTtlMs };
+  if (now() >= call.claimedAt + lockTtlMs) {
+    // The claim's answer came back after the lease it won could have ended: another request may own the key by
+    // now, and running the procedure could run it twice. Give the key up (a no-op if it changed hands), run
+    // nothing, and answer as for a store too slow to use: the client may retry.
+    reportKey(call, 'store_unavailable');
+    await releaseClaim(claim, undefined);
+    emit?.({ type: 'lease_lost', phase: 'claim', path, keyHash });
+    throw toTRPCError(
+      new IdempotencyError(
+        'STORE_UNAVAILABLE',
+        `the idempotency store answered the claim after its ${lockTtlMs} ms lease could have ended; the procedure was not run`,
+        { retryAfterMs: 1000 },
+      ),
+    );
+  }
   const lease = holdLease(claim, call.claimedAt);
   const runStartedAt = now();
   let result: MiddlewareResult;

@@ -1,7 +1,4 @@
 import type { TimerHandle } from '../clock';
-import { intervalTime } from '../clock';
-import type { DelayQueue } from '../delayQueue';
-import { delayQueue } from '../delayQueue';
 import { IdempotencyError } from '../errors';
 import type { Claim } from './claim';
 
@@ -11,9 +8,7 @@ import type { Claim } from './claim';
  */
 export interface Lease {
   readonly claim: Claim;
-  readonly now: () => number;
   readonly interval: number;
-  readonly renewals: DelayQueue;
   /** The next renewal, as the queue's entry callback; made once per lease. */
   readonly tick: () => void;
   /** Made only if the procedure asks: Node makes every AbortSignal transferable, which costs more than the rest. */
@@ -35,13 +30,11 @@ export interface Lease {
  * `intervalTime(clock)`: the store's lease started no later than that, so it ends no later than that + lockTtlMs.
  */
 export const holdLease = (claim: Claim, claimedAt: number): Lease => {
-  const { clock, lockTtlMs } = claim;
-  const interval = Math.max(1, Math.floor(lockTtlMs / 3));
+  const { lockTtlMs } = claim;
+  const interval = renewInterval(lockTtlMs);
   const lease: Lease = {
     claim,
-    now: intervalTime(clock),
     interval,
-    renewals: delayQueue(clock, interval),
     tick: () => void renew(lease),
     controller: undefined,
     lostWith: undefined,
@@ -52,9 +45,12 @@ export const holdLease = (claim: Claim, claimedAt: number): Lease => {
   };
   schedule(lease);
   // A claim whose reply came late may have little lease left: watch its end before the first renewal.
-  if (lease.confirmedUntil <= lease.now() + interval) armExpiry(lease);
+  if (lease.confirmedUntil <= claim.now() + interval) armExpiry(lease);
   return lease;
 };
+
+/** How often a lease is renewed: every third of it. */
+export const renewInterval = (lockTtlMs: number): number => Math.max(1, Math.floor(lockTtlMs / 3));
 
 /** A signal that aborts when the lease is lost (the procedure should stop writing); made on first call. */
 export const leaseSignal = (lease: Lease): AbortSignal => {
@@ -81,7 +77,7 @@ const clearTimers = (lease: Lease): void => {
 const armExpiry = (lease: Lease): void => {
   const { clock } = lease.claim;
   if (lease.expiry !== undefined) clock.clearTimeout(lease.expiry);
-  lease.expiry = clock.setTimeout(() => lose(lease, 'unreachable'), Math.max(0, lease.confirmedUntil - lease.now()));
+  lease.expiry = clock.setTimeout(() => lose(lease, 'unreachable'), Math.max(0, lease.confirmedUntil - lease.claim.now()));
 };
 
 const lose = (lease: Lease, reason: 'lost' | 'unreachable', error?: unknown): void => {
@@ -97,7 +93,7 @@ const lose = (lease: Lease, reason: 'lost' | 'unreachable', error?: unknown): vo
 const renew = async (lease: Lease): Promise<void> => {
   if (lease.stopped) return;
   const { store, id, token, lockTtlMs, emit, path } = lease.claim;
-  const startedAt = lease.now();
+  const startedAt = lease.claim.now();
   // Armed only once a renewal is in flight: a fast procedure pays for no timer of its own.
   armExpiry(lease);
   try {
@@ -109,11 +105,11 @@ const renew = async (lease: Lease): Promise<void> => {
   } catch (error) {
     if (lease.stopped) return;
     emit?.({ type: 'store_error', operation: 'renew', error, failedOpen: false, path, keyHash: id });
-    if (lease.now() + lease.interval >= lease.confirmedUntil) return lose(lease, 'unreachable', error);
+    if (lease.claim.now() + lease.interval >= lease.confirmedUntil) return lose(lease, 'unreachable', error);
   }
   schedule(lease);
 };
 
 const schedule = (lease: Lease): void => {
-  if (!lease.stopped) lease.cancelRenewal = lease.renewals.add(lease.tick);
+  if (!lease.stopped) lease.cancelRenewal = lease.claim.renewals.add(lease.tick);
 };

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { TRPCMiddlewareFunction } from '@trpc/server';
 import { intervalTime } from '../clock';
+import { delayQueue } from '../delayQueue';
 import { DEFAULTS } from '../constants';
 import { IdempotencyError, isIdempotencyError } from '../errors';
 import type { ClaimOutcome, IdempotencyStore } from '../store';
@@ -9,6 +10,7 @@ import { findRequestHeaders } from './headers';
 import { keyFromHeaders, keyHeaderNames } from './key';
 import type { Guard, KeyedCall } from './keyedCall';
 import { execute, replay } from './keyedCall';
+import { renewInterval } from './lease';
 import type { ResolvedGlobalOptions } from './options';
 import { reportKey } from './reporting';
 import { keyMissing, resolveKey } from './resolveKey';
@@ -73,6 +75,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
           }
         }
       : undefined,
+    renewals: delayQueue(options.clock, renewInterval(options.lockTtlMs)),
   };
   const { now, emit } = guard;
   const names = keyHeaderNames(options.headerName);

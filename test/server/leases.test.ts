@@ -223,6 +223,35 @@ describe('createIdempotency', () => {
       await first;
     });
 
+    it('runs nothing, gives the key up and answers SERVICE_UNAVAILABLE when the claim is answered after its lease could have ended', async () => {
+      const real: { store?: IdempotencyStore } = {};
+      const s = setup({
+        claim: async (request) => {
+          const outcome = await (real.store as IdempotencyStore).claim(request); // the store's lease starts now...
+          await new Promise<void>((resolve) => s.clock.setTimeout(() => resolve(), LOCK_TTL)); // ...the reply comes a whole lease later
+          return outcome;
+        },
+      });
+      real.store = s.inner;
+      const late = trpcErrorOf(s.api().work());
+      await s.clock.advance(LOCK_TTL);
+      const error = await late;
+      expect(error.code).toBe('SERVICE_UNAVAILABLE');
+      expect(idempotencyErrorData(error)?.reason).toBe('store_unavailable');
+      expect(s.executions).toHaveLength(0);
+      expect(s.spy.callsOf('release')).toHaveLength(1);
+      expect(s.log.ofType('lease_lost').map((e) => e.phase)).toEqual(['claim']);
+      expect(s.clock.pending()).toBe(0);
+
+      // The key was given up: a prompt claim runs the procedure, once.
+      s.spy.override('claim', (request) => s.inner.claim(request));
+      const next = s.api().work();
+      await s.started[0]?.promise;
+      s.gates[0]?.resolve();
+      expect(await next).toEqual({ run: 0 });
+      expect(s.executions).toHaveLength(1);
+    });
+
     it("keeps the new owner's result when a finisher that lost its lease completes late", async () => {
       const s = setup({ renew: () => Promise.reject(new Error('store unreachable')) });
       const stale = s.api().work();
