@@ -3,8 +3,8 @@
  * express), a Fetch `Request` or `Headers` (fetch adapter, Next.js), or a plain headers object. The object the
  * headers hang off (the "carrier") also identifies the HTTP request for replay reporting.
  *
- * A plain record read by `readHeader`, not an object with a `get` closure: this runs twice per HTTP request (the
- * middleware, then `responseMeta`), and every closure is one more allocation and a lazy-compile stub on first call.
+ * A plain record read by `readHeader`, not an object with a `get` closure: this runs once per mutation and once
+ * more in `responseMeta`, and every closure is one more allocation and a lazy-compile stub on first call.
  */
 export interface RequestHeaders {
   /** Identifies the request: the same object for every call of one HTTP request. */

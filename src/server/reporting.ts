@@ -65,46 +65,34 @@ export const reportKey = ({ carrier, key, batchIndex }: ReportTarget, status: Ke
 
 type HeaderRecord = Record<string, string | string[] | undefined>;
 
-/** Where our headers go: a copy of the user's `Headers` (theirs may be shared), else a plain record; tRPC copies either. */
-interface HeaderSink {
-  set(name: string, value: string): void;
-  /** Adds `names` to `Access-Control-Expose-Headers`, keeping what is listed already. */
-  expose(names: readonly string[]): void;
-  headers: Headers | HeaderRecord;
-}
+/** Our headers go into a copy of the user's (theirs may be shared): a `Headers`, or a plain record; tRPC copies either. */
+type ResponseHeaders = Headers | HeaderRecord;
+
+const copyHeaders = (base: Headers | HeaderRecord | undefined): ResponseHeaders =>
+  base instanceof Headers ? new Headers(base) : base ? { ...base } : {};
+
+const setHeader = (headers: ResponseHeaders, name: string, value: string): void => {
+  if (headers instanceof Headers) headers.set(name, value);
+  else headers[name] = value;
+};
 
 /** The names in an `Access-Control-Expose-Headers` value, lower-cased. */
 const listedNames = (value: string): Set<string> => new Set(value.split(',').map((name) => name.trim().toLowerCase()));
 
-const headersSink = (base: Headers): HeaderSink => {
-  const headers = new Headers(base);
-  return {
-    headers,
-    set: (name, value) => headers.set(name, value),
-    expose: (names) => {
-      const listed = listedNames(headers.get(EXPOSE_HEADER) ?? '');
-      for (const name of names) if (!listed.has(name)) headers.append(EXPOSE_HEADER, name);
-    },
-  };
-};
-
-const recordSink = (base: HeaderRecord | undefined): HeaderSink => {
-  const headers: HeaderRecord = base ? { ...base } : {};
-  return {
-    headers,
-    set: (name, value) => {
-      headers[name] = value;
-    },
-    expose: (names) => {
-      // The user's record may spell the name in any case: merge into that entry.
-      const own = Object.keys(headers).find((k) => k.toLowerCase() === EXPOSE_HEADER) ?? EXPOSE_HEADER;
-      const value = headers[own];
-      const listed = listedNames(Array.isArray(value) ? value.join(',') : (value ?? ''));
-      const missing = names.filter((name) => !listed.has(name));
-      if (missing.length === 0) return;
-      headers[own] = [...(Array.isArray(value) ? value : value ? [value] : []), ...missing].join(', ');
-    },
-  };
+/** Adds `names` to `Access-Control-Expose-Headers`, keeping what is listed already. */
+const exposeHeaders = (headers: ResponseHeaders, names: readonly string[]): void => {
+  if (headers instanceof Headers) {
+    const listed = listedNames(headers.get(EXPOSE_HEADER) ?? '');
+    for (const name of names) if (!listed.has(name)) headers.append(EXPOSE_HEADER, name);
+    return;
+  }
+  // The user's record may spell the name in any case: merge into that entry.
+  const own = Object.keys(headers).find((k) => k.toLowerCase() === EXPOSE_HEADER) ?? EXPOSE_HEADER;
+  const value = headers[own];
+  const listed = listedNames(Array.isArray(value) ? value.join(',') : (value ?? ''));
+  const missing = names.filter((name) => !listed.has(name));
+  if (missing.length === 0) return;
+  headers[own] = [...(Array.isArray(value) ? value : value ? [value] : []), ...missing].join(', ');
 };
 
 const EXPOSE_HEADER = 'access-control-expose-headers';
@@ -138,26 +126,26 @@ export const idempotencyResponseMeta = <TRouter extends AnyRouter = AnyRouter>(
     if (!request) return base;
     const report = reportOf(request.carrier);
     if (report === undefined && !isKeyed(request)) return base;
-    const sink = base.headers instanceof Headers ? headersSink(base.headers) : recordSink(base.headers);
+    const headers = copyHeaders(base.headers);
     // Only a browser on another origin needs them exposed; it always sends Origin.
-    if (readHeader(request, 'origin') !== undefined) sink.expose(EXPOSED_HEADERS);
+    if (readHeader(request, 'origin') !== undefined) exposeHeaders(headers, EXPOSED_HEADERS);
     if (opts.eagerGeneration) {
       // Streamed responses send their head before any call ran: say so, so clients don't guess.
-      sink.set(STATUS_HEADER, STATUS_DEFERRED);
-      return { ...base, headers: sink.headers };
+      setHeader(headers, STATUS_HEADER, STATUS_DEFERRED);
+      return { ...base, headers };
     }
     if (!report) {
       // Keys came, but no idempotent procedure saw them: the client can tell its key was not protected.
-      sink.set(STATUS_HEADER, '{}');
-      return { ...base, headers: sink.headers };
+      setHeader(headers, STATUS_HEADER, '{}');
+      return { ...base, headers };
     }
-    sink.set(STATUS_HEADER, statusesJson(report));
+    setHeader(headers, STATUS_HEADER, statusesJson(report));
     const batch = opts.info?.isBatchCall === true;
-    if (batch) sink.set(STATUSES_HEADER, JSON.stringify(Array.from(report.byIndex, (s) => s ?? null)));
+    if (batch) setHeader(headers, STATUSES_HEADER, JSON.stringify(Array.from(report.byIndex, (s) => s ?? null)));
     if (!batch && report.keys.length === 1 && report.statuses[0] === 'replayed') {
-      sink.set(REPLAYED_HEADER, 'true');
+      setHeader(headers, REPLAYED_HEADER, 'true');
     }
-    if (report.retryAfterMs > 0) sink.set(RETRY_AFTER_HEADER, String(Math.ceil(report.retryAfterMs / 1000)));
-    return { ...base, headers: sink.headers };
+    if (report.retryAfterMs > 0) setHeader(headers, RETRY_AFTER_HEADER, String(Math.ceil(report.retryAfterMs / 1000)));
+    return { ...base, headers };
   };
 };

@@ -145,7 +145,6 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       }
       if (!entry) makeRoom(now);
       const fence = nextFence(entry?.fence, now);
-      entries.delete(id);
       put(id, {
         state: 'in_progress',
         token,
@@ -171,7 +170,6 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       const entry = owned(id, token, now);
       if (entry?.state === 'completed') return { status: 'ok' };
       if (entry?.state !== 'in_progress') return { status: 'lost' };
-      entries.delete(id);
       const done: Entry = { state: 'completed', token, fingerprint: entry.fingerprint, fence: entry.fence, result, expiresAt: now + ttlMs };
       put(id, done);
       markFinished(id, done);
