@@ -20,8 +20,8 @@ export const parseClaimReply = (reply: unknown, context: ReplyContext): ClaimOut
         break;
       }
       case CODE.I: {
-        const left = Number(reply.slice(1));
-        if (reply.length > 1 && Number.isSafeInteger(left)) return { status: 'in_progress', retryAfterMs: Math.max(1, left) };
+        const left = leaseLeft(reply);
+        if (left !== undefined) return { status: 'in_progress', retryAfterMs: left };
         break;
       }
       case CODE.C:
@@ -44,21 +44,23 @@ export const parseLeaseReply = (reply: unknown, context: ReplyContext): LeaseOut
   throw unexpectedReply(reply, context);
 };
 
+/** The peek script's reply: `I<ms>` a live lease, `S` settled, `X<reason>` corrupt (the claim's letters). */
 export const parsePeekReply = (reply: unknown, context: ReplyContext): PeekOutcome => {
-  const [status, first] = checkReply(reply, context);
-  if (status === 'settled') return { status };
-  if (status === 'in_progress') return { status, leaseLeftMs: Math.max(1, toInteger(first, context)) };
+  if (reply === 'S') return SETTLED;
+  if (typeof reply === 'string') {
+    if (reply.charCodeAt(0) === CODE.X) throw corrupt(reply.slice(1), context);
+    const left = reply.charCodeAt(0) === CODE.I ? leaseLeft(reply) : undefined;
+    if (left !== undefined) return { status: 'in_progress', leaseLeftMs: left };
+  }
   throw unexpectedReply(reply, context);
 };
 
 // ---- internal helpers ----
 
-/** peek's reply: turns `{"corrupt", reason}` into RECORD_CORRUPT; returns the other replies as strings. */
-const checkReply = (reply: unknown, context: ReplyContext): Array<string | undefined> => {
-  if (!Array.isArray(reply) || !reply.every((item) => typeof item === 'string')) throw unexpectedReply(reply, context);
-  const items = reply as string[];
-  if (items[0] === 'corrupt') throw corrupt(items[1], context);
-  return items;
+/** The lease left in an `I<ms>` reply, at least 1 ms; `undefined` when `<ms>` is not a whole number. */
+const leaseLeft = (reply: string): number | undefined => {
+  const left = Number(reply.slice(1));
+  return reply.length > 1 && Number.isSafeInteger(left) ? Math.max(1, left) : undefined;
 };
 
 const corrupt = (reason: string | undefined, context: ReplyContext): IdempotencyError =>
@@ -73,12 +75,7 @@ const CODE = { A: 65, C: 67, I: 73, M: 77, X: 88 } as const;
 // Lease outcomes carry no data: share them (callers only read `status`).
 const OK: LeaseOutcome = Object.freeze({ status: 'ok' });
 const LOST: LeaseOutcome = Object.freeze({ status: 'lost' });
-
-const toInteger = (value: string | undefined, context: ReplyContext): number => {
-  const number = Number(value);
-  if (!Number.isSafeInteger(number)) throw unexpectedReply(value, context);
-  return number;
-};
+const SETTLED: PeekOutcome = Object.freeze({ status: 'settled' });
 
 /** A reply the script cannot produce: a broken invariant, not an expected outcome. */
 export const unexpectedReply = (reply: unknown, context: ReplyContext): Error =>

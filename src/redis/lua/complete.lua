@@ -15,7 +15,7 @@
 
   A completed record is never overwritten: only its TTL removes it. Each record completed now is
   announced on its own channel (PUBLISH key "c").
-  Commands per record: HMGET, HSET, HDEL, PEXPIRE, PUBLISH.
+  Commands per record: HMGET, HSET, PEXPIRE, PUBLISH (the lease end stays; nothing reads it once s is not "p").
 ]]
 -- @include record
 
@@ -27,7 +27,6 @@ local function complete(key, token, result, ttlMs)
   if rec.s ~= 'p' then return 'L' end
 
   redis.call('HSET', key, 's', 'c', 'r', result)
-  redis.call('HDEL', key, 'e')
   redis.call('PEXPIRE', key, ttlMs)
   redis.call('PUBLISH', key, 'c')
   return 'O'

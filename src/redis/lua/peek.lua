@@ -4,17 +4,17 @@
 
   KEYS[1]  record key
 
-  Output (array):
-    {"in_progress", leaseLeftMs}  a live lease, >= 1 ms left
-    {"settled"}                   absent, completed, released, or the lease expired
-    {"corrupt", reason}
+  Output: one string, its first character the outcome (as claim's):
+    "I" .. leaseLeftMs  a live lease, >= 1 ms left
+    "S"                 settled: absent, completed, released, or the lease expired
+    "X" .. reason       corrupt
 ]]
 -- @include record
 
 local rec, reason = loadRecord(KEYS[1])
-if rec == nil then return {'corrupt', reason} end
+if rec == nil then return 'X' .. reason end
 if rec and rec.s == 'p' then
   local nowMs = math.floor(nowMicros() / 1000)
-  if rec.e > nowMs then return {'in_progress', fmt(rec.e - nowMs)} end
+  if rec.e > nowMs then return 'I' .. fmt(rec.e - nowMs) end
 end
-return {'settled'}
+return 'S'

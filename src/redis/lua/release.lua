@@ -11,8 +11,9 @@
     "L"            lost: absent, completed, or owned by another token; nothing is written
     "X" .. reason  corrupt
 
-  A released record keeps its fence. Each record released now is
-  announced on its own channel (PUBLISH key "r").
+  A released record keeps its fence (and its stale lease end, which nothing reads once s is not "p"). Each
+  record released now is announced on its own channel (PUBLISH key "r").
+  Commands per record: HMGET, HSET, PEXPIRE, PUBLISH.
 ]]
 -- @include record
 
@@ -26,7 +27,6 @@ local function release(key, token)
   if rec.s ~= 'p' then return 'L' end
 
   redis.call('HSET', key, 's', 'r')
-  redis.call('HDEL', key, 'e')
   redis.call('PEXPIRE', key, releasedTtlMs)
   redis.call('PUBLISH', key, 'r')
   return 'O'

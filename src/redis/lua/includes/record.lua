@@ -7,7 +7,7 @@
     t  token of the claim that owns (or last owned) the record
     f  request fingerprint ("" = not compared)
     n  fencing token: grows across claims, takeovers and releases
-    e  lease end, Redis time in ms (only while s = "p")
+    e  lease end, Redis time in ms (read only while s = "p"; left stale after complete or release)
     r  stored result (only when s = "c")
 
   Numbers are written with string.format('%.0f') because Lua 5.1 turns large numbers into
@@ -33,6 +33,11 @@ local function fmt(n)
   return string.format('%.0f', n)
 end
 
+-- Only plain digits are numbers of ours: tonumber() would also take 'inf', 'nan' or '1e400'.
+local function digits(x)
+  if type(x) == 'string' and string.match(x, '^%d+$') then return tonumber(x) end
+end
+
 -- Returns the record table, false when the key is absent, or nil plus a reason when the key holds
 -- something this store did not write (never touched then). A record of ours costs one command (HMGET,
 -- the result included, so a replay reads nothing else); an absent key two (HMGET, EXISTS); any other
@@ -49,8 +54,6 @@ local function loadRecord(key)
     if redis.call('EXISTS', key) == 0 then return false end
     return nil, 'is a hash without a schema version field'
   end
-  -- Only plain digits are numbers of ours: tonumber() would also take 'inf', 'nan' or '1e400'.
-  local function digits(x) if type(x) == 'string' and string.match(x, '^%d+$') then return tonumber(x) end end
   local rec = { s = h[2], t = h[3], f = h[4], n = digits(h[5]), e = digits(h[6]), r = h[7] }
   if type(rec.t) ~= 'string' or type(rec.f) ~= 'string' or rec.n == nil then
     return nil, 'misses token or fingerprint, or its fence is not a whole number'
