@@ -13,8 +13,8 @@ import type { CallFn, HttpTarget, Window } from './load';
 import { inProcessCall, median, runWindow, startHttp } from './load';
 import type { BenchRedis } from './redisServer';
 import { startBenchRedis } from './redisServer';
-import type { Row, Target } from './report';
-import { checkTargets, machineInfo, printTable } from './report';
+import type { Row } from './report';
+import { DEFAULT_OUT, checkTargets, formatTarget, machineInfo, printTable, rowId } from './report';
 
 const VARIANTS: readonly Variant[] = ['bare', 'ours', 'baseline'];
 const CONCURRENCIES = [1, 64] as const;
@@ -118,7 +118,7 @@ const main = async (): Promise<void> => {
             meter,
           });
           if (warmup) continue;
-          const id = rowId(cell, variant);
+          const id = rowId({ ...cell, variant });
           results.set(id, [...(results.get(id) ?? []), measured]);
         }
       }
@@ -131,7 +131,7 @@ const main = async (): Promise<void> => {
     for (const target of targets) console.log(formatTarget(target));
     const failed = targets.filter((t) => t.status === 'FAIL');
 
-    const out = args.out ?? '.bench-out/results.json';
+    const out = args.out ?? DEFAULT_OUT;
     mkdirSync(dirname(out), { recursive: true });
     writeFileSync(
       out,
@@ -145,9 +145,6 @@ const main = async (): Promise<void> => {
 };
 
 // ---- internal helpers ----
-
-const rowId = (cell: Cell, variant: Variant): string =>
-  `${cell.scenario}|${cell.store}|${cell.transport}|${cell.concurrency}|${variant}`;
 
 /** One window of one variant, with its correctness checked: replays must run nothing, fresh calls everything. */
 const measure = async (cell: Cell, variant: Variant, opts: { durationMs: number; meter: CommandMeter | undefined }): Promise<Measured> => {
@@ -175,7 +172,7 @@ const measure = async (cell: Cell, variant: Variant, opts: { durationMs: number;
 const summarize = (cells: Cell[], results: Map<string, Measured[]>): Row[] => {
   const rows: Row[] = [];
   for (const cell of cells) {
-    const runs = (variant: Variant): Measured[] => results.get(rowId(cell, variant)) ?? [];
+    const runs = (variant: Variant): Measured[] => results.get(rowId({ ...cell, variant })) ?? [];
     const ratio = (variant: Variant, other: Variant): number =>
       median(runs(variant).map((m, i) => m.window.opsPerSec / (runs(other)[i]?.window.opsPerSec ?? Number.NaN)));
     for (const variant of VARIANTS) {
@@ -203,9 +200,6 @@ const summarize = (cells: Cell[], results: Map<string, Measured[]>): Row[] => {
   return rows;
 };
 
-const formatTarget = (target: Target): string =>
-  `${target.status.padEnd(4)} ${target.name}: ${target.detail}`;
-
 interface Args {
   quick: boolean;
   check: boolean;
@@ -219,7 +213,10 @@ const parseArgs = (argv: string[]): Args => {
     const arg = argv[i];
     if (arg === '--quick') args.quick = true;
     else if (arg === '--no-check') args.check = false;
-    else if (arg === '--out') args.out = argv[++i];
+    else if (arg === '--out') {
+      args.out = argv[++i];
+      if (args.out === undefined || args.out.startsWith('--')) throw new Error('bench: --out takes a file name');
+    }
     else if (arg === '--only') {
       const only = argv[++i];
       if (only !== 'memory' && only !== 'redis') throw new Error('bench: --only takes memory or redis');

@@ -8,14 +8,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { median } from './load';
 import type { Row, Target } from './report';
-import { checkTargets, printTable } from './report';
+import { checkTargets, formatTarget, printTable, rowId } from './report';
 
 interface RunFile {
   machine: unknown;
   rows: Row[];
 }
-
-const rowId = (r: Row): string => `${r.scenario}|${r.store}|${r.transport}|${r.concurrency}|${r.variant}`;
 
 const medianOf = (rows: Row[], pick: (r: Row) => number | undefined): number | undefined => {
   const values = rows.map(pick).filter((v): v is number => v !== undefined);
@@ -54,7 +52,7 @@ export const mergeRuns = (files: string[], out: string): Target[] => {
     console.log(`per process, x bare: ${id.replaceAll('|', ' ')}: ${group.map((r) => r.vsBare.toFixed(2)).join(' ')}`);
   }
   const targets = checkTargets(rows);
-  for (const target of targets) console.log(`${target.status.padEnd(4)} ${target.name}: ${target.detail}`);
+  for (const target of targets) console.log(formatTarget(target));
   writeFileSync(out, `${JSON.stringify({ machine: runs[0]?.machine, mode: `merged over ${runs.length} processes`, files, rows, targets }, null, 2)}\n`);
   console.log(`figures written to ${out}`);
   return targets.filter((t) => t.status === 'FAIL');

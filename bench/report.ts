@@ -27,6 +27,15 @@ export interface Row {
   rounds: (Window & { nodeCpuUs: number; commands?: CommandCount })[];
 }
 
+/** Where the JSON figures go unless `--out` says otherwise (relative to the repository root, where npm runs). */
+export const DEFAULT_OUT = '.bench-out/results.json';
+
+/** One table row's identity: scenario, store, transport, concurrency and variant. */
+export const rowId = (r: Pick<Row, 'scenario' | 'store' | 'transport' | 'concurrency' | 'variant'>): string =>
+  `${r.scenario}|${r.store}|${r.transport}|${r.concurrency}|${r.variant}`;
+
+export const formatTarget = (target: Target): string => `${target.status.padEnd(4)} ${target.name}: ${target.detail}`;
+
 export interface Target {
   name: string;
   status: 'PASS' | 'FAIL' | 'INFO';

@@ -22,9 +22,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { mergeRuns } from './merge';
+import { DEFAULT_OUT } from './report';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const { repeat, rest: args } = takeRepeat(process.argv.slice(2));
+const { value: repeatArg, rest: args } = takeFlag(process.argv.slice(2), '--repeat');
+const repeat = repeatArg === undefined ? 1 : Number(repeatArg);
 
 const run = async (): Promise<number> => {
   const main = join(here, 'main.ts');
@@ -47,7 +49,7 @@ const run = async (): Promise<number> => {
   });
   const node = ['--enable-source-maps', '--expose-gc', outfile];
   if (repeat === 1) return exec(process.execPath, [...node, ...args]);
-  const { out, rest } = takeOut(args);
+  const { value: out = DEFAULT_OUT, rest } = takeFlag(args, '--out');
   const files: string[] = [];
   for (let i = 1; i <= repeat; i++) {
     console.log(`\n=== process ${i} of ${repeat}`);
@@ -60,18 +62,13 @@ const run = async (): Promise<number> => {
   return failed.length > 0 && !args.includes('--no-check') ? 1 : 0;
 };
 
-function takeRepeat(argv: string[]): { repeat: number; rest: string[] } {
-  const at = argv.indexOf('--repeat');
-  if (at < 0) return { repeat: 1, rest: argv };
-  const repeat = Number(argv[at + 1]);
-  if (!Number.isInteger(repeat) || repeat < 1) throw new Error('bench: --repeat takes a positive integer');
-  return { repeat, rest: [...argv.slice(0, at), ...argv.slice(at + 2)] };
-}
-
-function takeOut(argv: string[]): { out: string; rest: string[] } {
-  const at = argv.indexOf('--out');
-  if (at < 0) return { out: join(here, '..', '.bench-out', 'results.json'), rest: argv };
-  return { out: argv[at + 1] as string, rest: [...argv.slice(0, at), ...argv.slice(at + 2)] };
+/** Removes `name` and the value after it from `argv`; a flag given without a value is an error. */
+function takeFlag(argv: string[], name: string): { value: string | undefined; rest: string[] } {
+  const at = argv.indexOf(name);
+  if (at < 0) return { value: undefined, rest: argv };
+  const value = argv[at + 1];
+  if (value === undefined || value.startsWith('--')) throw new Error(`bench: ${name} takes a value`);
+  return { value, rest: [...argv.slice(0, at), ...argv.slice(at + 2)] };
 }
 
 const exec = (command: string, argv: string[]): Promise<number> =>

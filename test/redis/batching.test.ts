@@ -165,7 +165,7 @@ describe('createRedisStore batching (single node)', () => {
     expect(ok).toMatchObject({ status: 'fulfilled', value: { status: 'acquired' } });
   });
 
-  it('keeps exact round trips for one call at a time with a keyPrefix client (one KEYS entry, prefixed by ioredis)', async () => {
+  it('works with a keyPrefix client: ioredis prefixes every KEYS entry of a batch', async () => {
     const prefixed = connectRedis({ keyPrefix: 'app:' });
     const prefixedStore = createRedisStore({ redis: prefixed, prefix });
     try {
