@@ -1,11 +1,9 @@
-import { existsSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import { chromium } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { findChromium } from './findChromium';
 import { startPageServer } from './page/server';
 
-/** Debian's chromium package; set CHROMIUM_PATH to use another build. */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 let browser: Browser;
@@ -14,13 +12,11 @@ let server: Awaited<ReturnType<typeof startPageServer>> | undefined;
 let pageProblems: string[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `Chromium not found at ${CHROMIUM}: install it with \`apt-get install -y chromium\` (Debian), or set CHROMIUM_PATH.`,
-    );
-  }
+  const { executablePath } = await findChromium();
+  // Our own flags, not @sparticuz/chromium's serverless set: that one turns off web security (CORS) and runs
+  // a single process, which would change what the page can read and hide what a real browser refuses.
   browser = await chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath,
     args: [
       '--headless',
       '--no-sandbox',
