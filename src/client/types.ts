@@ -14,7 +14,8 @@ export interface IdempotencyCallInfo {
   key?: string;
   /**
    * `true`: the server replayed a stored outcome; `false`: it did not (it ran the procedure, or refused the key);
-   * `null`: unknown (no response, or the status was `deferred` because the response was streamed).
+   * `null`: unknown (no response; `deferred` because the response was streamed; or `omitted` because the batch
+   * was larger than the server reports on).
    */
   replayed?: boolean | null;
   /** What the server reported for this key in `Idempotency-Status`, or `null` when it reported nothing usable. */
@@ -29,6 +30,10 @@ export type IdempotencyWarningCode =
   | 'status_missing'
   /** `Idempotency-Status` did not mention the call's key: the procedure lacks the `idempotent()` middleware. */
   | 'key_not_seen'
+  /** The server left out per-call statuses (`omitted`): the batch had more calls than it reports on. */
+  | 'statuses_omitted'
+  /** `idempotencyHeaders` refused a batch whose `Idempotency-Keys` header would pass its budget; nothing was sent. */
+  | 'batch_too_large'
   /** The link saw the same operation twice: it sits after `retryLink` (or another retrying link). */
   | 'behind_retry'
   /** `idempotentRetry` refused to retry a failed mutation because it carries no key. */
