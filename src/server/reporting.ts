@@ -170,9 +170,12 @@ const statusLetters = (byIndex: readonly (KeyStatus | null)[], calls: number): s
 };
 
 /**
- * The adapter's `responseMeta`: reports per key whether the call was a replay (`Idempotency-Status`,
- * `Idempotent-Replayed`) and when to retry an in-progress key (`Retry-After`). Pass your own `responseMeta`
- * to keep it: its status and headers are kept, ours are added.
+ * The adapter's `responseMeta`: reports per call whether it was a replay (`Idempotency-Statuses` by batch position
+ * on a batch; `Idempotency-Status` and `Idempotent-Replayed` on a request with one call) and when to retry an
+ * in-progress key (`Retry-After`), in at most `RESPONSE_HEADERS_BUDGET` bytes whatever the batch size. Pass your
+ * own `responseMeta` to keep it: its status and headers are kept, ours are added. On cross-origin requests our
+ * names join `Access-Control-Expose-Headers`, keeping what your `responseMeta` and (when ctx has `res`, or Express's
+ * `req.res`) the Node response already expose.
  *
  * @example createHTTPServer({ router, createContext, responseMeta: idempotencyResponseMeta() })
  */

@@ -34,9 +34,9 @@ const buildRouter = () => {
   return { router, runs, holding, open: () => open() };
 };
 
-/** A batch of `calls` calls to `path`, keys by position, as httpBatchLink sends it. */
-const batchRequest = (base: string, path: string, keys: (string | null)[], extra: Record<string, string> = {}) =>
-  new Request(`${base}/${Array(keys.length).fill(path).join(',')}?batch=1`, {
+/** A batch of one call per key to `${base}/${path}`, keys by position, as httpBatchLink sends it. */
+const batchRequest = (target: { base: string; path: string }, keys: (string | null)[], extra: Record<string, string> = {}) =>
+  new Request(`${target.base}/${Array(keys.length).fill(target.path).join(',')}?batch=1`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'idempotency-keys': JSON.stringify(keys), ...extra },
     body: JSON.stringify(Object.fromEntries(keys.map((_, i) => [i, null]))),
@@ -55,13 +55,13 @@ describe('idempotency response heads stay within a fixed budget whatever the bat
     closers.push(() => server.close());
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const keys = Array.from({ length: 1000 }, (_, i) => (i % 10 === 9 ? null : `k${i}`));
-    const response = await fetch(batchRequest(base, 'c', keys, { origin: 'http://app.example' }));
+    const response = await fetch(batchRequest({ base, path: 'c' }, keys, { origin: 'http://app.example' }));
     expect(response.status).toBe(200);
     expect(runs.c).toBe(1000);
     expect(response.headers.get('idempotency-statuses')).toBe('eeeeeeeee-'.repeat(100));
     expect(response.headers.get('idempotency-status')).toBeNull();
     expect(ourHeadBytes(response.headers)).toBeLessThanOrEqual(RESPONSE_HEADERS_BUDGET);
-    const replay = await fetch(batchRequest(base, 'c', keys));
+    const replay = await fetch(batchRequest({ base, path: 'c' }, keys));
     expect(replay.headers.get('idempotency-statuses')).toBe('rrrrrrrrr-'.repeat(100));
     expect(runs.c).toBe(1100); // the 100 calls without a key ran again
   });
@@ -71,10 +71,10 @@ describe('idempotency response heads stay within a fixed budget whatever the bat
 
   it(`stays under ${RESPONSE_HEADERS_BUDGET} bytes in the worst case: ${MAX_REPORTED_CALLS} calls in progress, with Retry-After and CORS`, async () => {
     const app = buildRouter();
-    const first = call(app.router, batchRequest('http://localhost', 'hold', ['busy']));
+    const first = call(app.router, batchRequest({ base: 'http://localhost', path: 'hold' }, ['busy']));
     await app.holding;
     const keys = Array<string>(MAX_REPORTED_CALLS).fill('busy');
-    const response = await call(app.router, batchRequest('http://localhost', 'hold', keys, { origin: 'http://app.example' }));
+    const response = await call(app.router, batchRequest({ base: 'http://localhost', path: 'hold' }, keys, { origin: 'http://app.example' }));
     app.open();
     await first;
     expect(response.headers.get('idempotency-statuses')).toBe('p'.repeat(MAX_REPORTED_CALLS));
@@ -86,7 +86,7 @@ describe('idempotency response heads stay within a fixed budget whatever the bat
   it(`says omitted for a batch of more than ${MAX_REPORTED_CALLS} calls, and still runs each call once`, async () => {
     const app = buildRouter();
     const keys = Array.from({ length: MAX_REPORTED_CALLS + 1 }, (_, i) => `k${i}`);
-    const response = await call(app.router, batchRequest('http://localhost', 'c', keys));
+    const response = await call(app.router, batchRequest({ base: 'http://localhost', path: 'c' }, keys));
     expect(response.status).toBe(200);
     expect(app.runs.c).toBe(MAX_REPORTED_CALLS + 1);
     expect(response.headers.get('idempotency-statuses')).toBe('omitted');
@@ -116,7 +116,7 @@ describe('idempotency response heads stay within a fixed budget whatever the bat
     const response = await fetchRequestHandler({
       endpoint: '',
       router,
-      req: batchRequest('http://localhost', 'plain', ['a', null]),
+      req: batchRequest({ base: 'http://localhost', path: 'plain' }, ['a', null]),
       createContext: ({ req }) => ({ req }),
       responseMeta: idempotencyResponseMeta(),
     });
