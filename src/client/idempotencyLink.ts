@@ -154,13 +154,14 @@ const HEADERS_MISSING =
   'Add `headers: idempotencyHeaders` to your httpLink/httpBatchLink/httpBatchStreamLink ' +
   '(or spread `...idempotencyHeaders(opts)` into your own headers function).';
 const STATUS_MISSING =
-  'trpc-idempotency: a keyed mutation succeeded but the response has no Idempotency-Status header, so replays ' +
-  'cannot be detected and retries are not known to be safe. Either the server lacks ' +
-  '`responseMeta: idempotencyResponseMeta()` on its tRPC HTTP handler, or the procedure lacks the idempotent() ' +
-  'middleware (exclude such mutations with idempotencyLink({ enabled })). On another origin, make sure no proxy ' +
-  'drops `Access-Control-Expose-Headers` (idempotencyResponseMeta() sets it for requests with an Origin).';
+  'trpc-idempotency: a keyed mutation succeeded but the response has no Idempotency-Status header ' +
+  '(Idempotency-Statuses on a batch), so replays cannot be detected and retries are not known to be safe. ' +
+  'Either the server lacks `responseMeta: idempotencyResponseMeta()` on its tRPC HTTP handler, or the procedure ' +
+  'lacks the idempotent() middleware (exclude such mutations with idempotencyLink({ enabled })). On another ' +
+  'origin, make sure no proxy drops `Access-Control-Expose-Headers` (idempotencyResponseMeta() sets it for ' +
+  'requests with an Origin).';
 const STATUSES_OMITTED =
-  `trpc-idempotency: the server did not report per-call idempotency statuses because the batch had more than ` +
+  'trpc-idempotency: the server did not report per-call idempotency statuses because the batch had more than ' +
   `${MAX_REPORTED_CALLS} calls (it keeps its response headers small), so replays in it cannot be detected ` +
   '(replayed: null). Set `maxItems` on httpBatchLink, e.g. 100.';
 const BATCH_TOO_LARGE =
