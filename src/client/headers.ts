@@ -68,8 +68,8 @@ export const idempotencyHeaders = (
   return { [KEYS_HEADER]: value };
 };
 
-/** @internal Why a batch was refused, with the fix. */
-export const batchTooLarge = (calls: number, length: number): string =>
+/** Why a batch was refused, with the fix. */
+const batchTooLarge = (calls: number, length: number): string =>
   `trpc-idempotency: a batch of ${calls} calls needs a ${length}-byte Idempotency-Keys request header, past the ` +
   `${MAX_KEYS_HEADER_LENGTH}-byte budget (servers refuse longer request heads: Node's default maxHeaderSize is 16 KB ` +
   'for the whole head, nginx allows 8 KB per header line). Nothing was sent. Set `maxItems` on httpBatchLink ' +
