@@ -9,17 +9,29 @@
  *   A key is 1 to 255 characters of visible ASCII (0x21-0x7E). An IETF-style quoted sf-string
  *   (`"abc"`) is accepted in `Idempotency-Key` and unquoted.
  *
- * Response (set by `idempotencyResponseMeta`, non-streamed responses only):
- * - `Idempotency-Status: {"k0":"replayed","k2":"executed"}`: what the server did with each key it saw.
- *   A key the client sent that is missing here was never seen by an idempotent procedure.
+ * Response (set by `idempotencyResponseMeta`, non-streamed responses only). Whatever the batch size, these headers
+ * together stay under `RESPONSE_HEADERS_BUDGET` (1,536 bytes), so they fit a proxy's one-page head buffer (nginx's
+ * `proxy_buffer_size` is 4 or 8 KB for the whole head) and undici's 16 KB limit with room for the app's own:
+ * - `Idempotency-Statuses: er-p` on a batch (httpBatchLink): one character per call, by batch position, saying
+ *   what the server did with that call's key (`STATUS_LETTERS`: `e` executed, `r` replayed, `l` released,
+ *   `p` in_progress, `m` mismatch, `n` not_stored, `u` store_unavailable), `-` where the call had no key or no
+ *   idempotent procedure saw it. Two calls that sent one key are told apart. A batch of more than
+ *   `MAX_REPORTED_CALLS` (1,024) calls gets `Idempotency-Statuses: omitted` instead: the calls ran as usual, but
+ *   the client cannot tell replays (`replayed: null`).
+ * - `Idempotency-Status: {"k0":"replayed"}` on a request with one call (httpLink): what the server did with each
+ *   key it saw (one, normally); `{}` when the request carried a key that no idempotent procedure saw; `omitted`
+ *   past `MAX_STATUS_LENGTH`. Batches get no per-key map: it cost ~61 bytes per call.
  *   With httpBatchStreamLink the head is written before any procedure runs: the value is then `deferred`.
- * - `Idempotency-Statuses: ["executed",null,"replayed"]` on a batch: the same per call, a JSON array indexed by
- *   batch position, `null` where a call had no key. It tells apart two calls that sent the same key in one batch.
  * - `Idempotent-Replayed: true` when the request had a single call and it was a replay (as Stripe does).
  * - `Retry-After: <seconds>` when a call got CONFLICT because its key is in progress.
- * - `Idempotency-Status: {}` when the request carried keys that no idempotent procedure saw.
  * - `Access-Control-Expose-Headers` lists the headers above on requests with an `Origin`, so browsers on
- *   another origin can read them.
+ *   another origin can read them, merged with what the app already exposes (its `responseMeta` headers, and the
+ *   Node response's own header, e.g. set by the `cors` package, when ctx carries `res`).
+ *
+ * Request budget: `idempotencyHeaders` refuses (before sending anything) a batch whose `Idempotency-Keys` value
+ * would pass `MAX_KEYS_HEADER_LENGTH` (4,096 bytes: 100 UUID keys take 3,901), because servers and proxies refuse
+ * larger heads (Node's default `maxHeaderSize` is 16 KB for the whole head, nginx's `large_client_header_buffers`
+ * 8 KB per line). Bound batches with httpBatchLink's `maxItems` (100 for UUID keys).
  */
 export const KEY_HEADER = 'idempotency-key';
 export const KEYS_HEADER = 'idempotency-keys';
@@ -32,6 +44,38 @@ export const EXPOSED_HEADERS = ['idempotency-status', 'idempotency-statuses', 'i
 
 /** Value of `Idempotency-Status` when the response head was sent before the calls ran (streaming). */
 export const STATUS_DEFERRED = 'deferred';
+
+/** Value of `Idempotency-Statuses` (or `Idempotency-Status`) when reporting would pass the response budget. */
+export const STATUSES_OMITTED = 'omitted';
+
+/** Most calls a batch's `Idempotency-Statuses` reports on (one byte each); larger batches get `omitted`. */
+export const MAX_REPORTED_CALLS = 1024;
+
+/** Longest `Idempotency-Status` value (one 255-character key and its status take 279); longer gets `omitted`. */
+export const MAX_STATUS_LENGTH = 512;
+
+/**
+ * Bytes that our response header lines (`name: value\r\n`, the app's own exposed names aside) never pass, whatever
+ * the batch size: the longest `Idempotency-Statuses`, `Retry-After` and our part of `Access-Control-Expose-Headers`.
+ */
+export const RESPONSE_HEADERS_BUDGET = 1536;
+
+/** Longest `Idempotency-Keys` value `idempotencyHeaders` sends: 100 UUID v4 keys take 3,901 bytes. */
+export const MAX_KEYS_HEADER_LENGTH = 4096;
+
+/** `Idempotency-Statuses` letter per status; `-` (`NO_STATUS_LETTER`) where nothing was reported. */
+export const STATUS_LETTERS = {
+  executed: 'e',
+  replayed: 'r',
+  released: 'l',
+  in_progress: 'p',
+  mismatch: 'm',
+  not_stored: 'n',
+  store_unavailable: 'u',
+} as const satisfies Record<KeyStatus, string>;
+
+/** `Idempotency-Statuses` letter of a call with no key, or whose key no idempotent procedure saw. */
+export const NO_STATUS_LETTER = '-';
 
 /** Longest key accepted, as Stripe does. */
 export const MAX_KEY_LENGTH = 255;

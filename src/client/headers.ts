@@ -1,11 +1,17 @@
 import type { Operation, OperationContext } from '@trpc/client';
-import { KEY_HEADER, KEYS_HEADER } from '../wire';
+import { KEY_HEADER, KEYS_HEADER, MAX_KEYS_HEADER_LENGTH } from '../wire';
 
 /** Contexts whose key went into a request header: lets the link tell "helper missing" from "server ignored it". */
 const sentContexts = new WeakSet<OperationContext>();
 
 /** Each keyed call's position in the batch it was last sent in (absent when last sent alone). */
 const positions = new WeakMap<OperationContext, number>();
+
+/** Contexts of calls whose batch was refused for a too long `Idempotency-Keys`: the link warns about them. */
+const refusedContexts = new WeakSet<OperationContext>();
+
+/** @internal Whether `idempotencyHeaders` refused the batch this call was in, so nothing was sent. */
+export const wasBatchRefused = (context: OperationContext): boolean => refusedContexts.has(context);
 
 /** @internal Whether `idempotencyHeaders` put this call's key on a request. */
 export const wasKeySent = (context: OperationContext): boolean => sentContexts.has(context);
@@ -15,9 +21,15 @@ export const batchPositionOf = (context: OperationContext): number | undefined =
 
 const keyOf = (op: Operation): string | null => {
   const key = op.type === 'mutation' ? op.context.idempotencyKey : undefined;
-  if (typeof key !== 'string') return null;
-  sentContexts.add(op.context);
-  return key;
+  return typeof key === 'string' ? key : null;
+};
+
+/** Remembers that the call's key went on a request (at `position` in a batch), and not in a refused batch. */
+const markSent = (context: OperationContext, position: number | undefined): void => {
+  sentContexts.add(context);
+  refusedContexts.delete(context);
+  if (position === undefined) positions.delete(context);
+  else positions.set(context, position);
 };
 
 /**
@@ -26,19 +38,39 @@ const keyOf = (op: Operation): string | null => {
  * `Idempotency-Keys`, a JSON array indexed by position in the batch with `null` where a call has no key.
  * Returns `{}` when no call has a key. Compose it with your own headers by spreading both.
  *
+ * Throws, so the batch fails before anything is sent, when `Idempotency-Keys` would be longer than
+ * `MAX_KEYS_HEADER_LENGTH` (4,096 bytes): servers and proxies refuse such request heads, some after the calls
+ * ran. Bound batches with httpBatchLink's `maxItems` (100 calls with UUID keys take 3,901 bytes).
+ *
  * @example
- * httpBatchLink({ url, headers: idempotencyHeaders })
+ * httpBatchLink({ url, maxItems: 100, headers: idempotencyHeaders })
  * httpBatchLink({ url, headers: (opts) => ({ authorization: token(), ...idempotencyHeaders(opts) }) })
  */
 export const idempotencyHeaders = (
   opts: { op: Operation } | { opList: readonly Operation[] },
 ): Record<string, string> => {
   if ('op' in opts) {
-    positions.delete(opts.op.context);
     const key = keyOf(opts.op);
-    return key === null ? {} : { [KEY_HEADER]: key };
+    if (key === null) return {};
+    markSent(opts.op.context, undefined);
+    return { [KEY_HEADER]: key };
   }
-  opts.opList.forEach((op, index) => positions.set(op.context, index));
   const keys = opts.opList.map(keyOf);
-  return keys.some((key) => key !== null) ? { [KEYS_HEADER]: JSON.stringify(keys) } : {};
+  if (!keys.some((key) => key !== null)) return {};
+  const value = JSON.stringify(keys);
+  if (value.length > MAX_KEYS_HEADER_LENGTH) {
+    for (const op of opts.opList) refusedContexts.add(op.context);
+    throw new Error(batchTooLarge(keys.length, value.length));
+  }
+  opts.opList.forEach((op, index) => {
+    if (keys[index] !== null) markSent(op.context, index);
+  });
+  return { [KEYS_HEADER]: value };
 };
+
+/** Why a batch was refused, with the fix. */
+const batchTooLarge = (calls: number, length: number): string =>
+  `trpc-idempotency: a batch of ${calls} calls needs a ${length}-byte Idempotency-Keys request header, past the ` +
+  `${MAX_KEYS_HEADER_LENGTH}-byte budget (servers refuse longer request heads: Node's default maxHeaderSize is 16 KB ` +
+  'for the whole head, nginx allows 8 KB per header line). Nothing was sent. Set `maxItems` on httpBatchLink ' +
+  '(100 calls fit with UUID keys), e.g. httpBatchLink({ url, maxItems: 100, headers: idempotencyHeaders }).';

@@ -2,9 +2,9 @@ import type { Operation, OperationContext, TRPCLink } from '@trpc/client';
 import { TRPCClientError } from '@trpc/client';
 import type { AnyRouter } from '@trpc/server';
 import { observable } from '@trpc/server/observable';
-import { isValidKey, MAX_KEY_LENGTH } from '../wire';
+import { isValidKey, MAX_KEY_LENGTH, MAX_KEYS_HEADER_LENGTH, MAX_REPORTED_CALLS } from '../wire';
 import { generateUuidV4 } from './generateKey';
-import { batchPositionOf, wasKeySent } from './headers';
+import { batchPositionOf, wasBatchRefused, wasKeySent } from './headers';
 import { readKeyStatus } from './responseStatus';
 import type { IdempotencyWarning } from './types';
 import { createWarnOnce } from './warnings';
@@ -100,10 +100,16 @@ export const idempotencyLink = <TRouter extends AnyRouter = AnyRouter>(
               console.error('trpc-idempotency: onReplay threw; the call is not affected', thrown);
             }
           }
-          if (found.kind === 'no_response' || found.kind === 'deferred') return undefined;
           try {
+            if (found.kind === 'no_response') {
+              if (wasBatchRefused(context)) warn({ code: 'batch_too_large', path: op.path, message: BATCH_TOO_LARGE });
+              return undefined;
+            }
+            if (found.kind === 'deferred') return undefined;
             if (!wasKeySent(context)) {
               warn({ code: 'headers_missing', path: op.path, message: HEADERS_MISSING });
+            } else if (found.kind === 'omitted') {
+              warn({ code: 'statuses_omitted', path: op.path, message: STATUSES_OMITTED });
             } else if (!error && found.kind === 'absent') {
               warn({ code: 'status_missing', path: op.path, message: STATUS_MISSING });
             } else if (!error && found.kind === 'not_seen') {
@@ -148,11 +154,20 @@ const HEADERS_MISSING =
   'Add `headers: idempotencyHeaders` to your httpLink/httpBatchLink/httpBatchStreamLink ' +
   '(or spread `...idempotencyHeaders(opts)` into your own headers function).';
 const STATUS_MISSING =
-  'trpc-idempotency: a keyed mutation succeeded but the response has no Idempotency-Status header, so replays ' +
-  'cannot be detected and retries are not known to be safe. Either the server lacks ' +
-  '`responseMeta: idempotencyResponseMeta()` on its tRPC HTTP handler, or the procedure lacks the idempotent() ' +
-  'middleware (exclude such mutations with idempotencyLink({ enabled })). On another origin, make sure no proxy ' +
-  'drops `Access-Control-Expose-Headers` (idempotencyResponseMeta() sets it for requests with an Origin).';
+  'trpc-idempotency: a keyed mutation succeeded but the response has no Idempotency-Status header ' +
+  '(Idempotency-Statuses on a batch), so replays cannot be detected and retries are not known to be safe. ' +
+  'Either the server lacks `responseMeta: idempotencyResponseMeta()` on its tRPC HTTP handler, or the procedure ' +
+  'lacks the idempotent() middleware (exclude such mutations with idempotencyLink({ enabled })). On another ' +
+  'origin, make sure no proxy drops `Access-Control-Expose-Headers` (idempotencyResponseMeta() sets it for ' +
+  'requests with an Origin).';
+const STATUSES_OMITTED =
+  'trpc-idempotency: the server did not report per-call idempotency statuses because the batch had more than ' +
+  `${MAX_REPORTED_CALLS} calls (it keeps its response headers small), so replays in it cannot be detected ` +
+  '(replayed: null). Set `maxItems` on httpBatchLink, e.g. 100.';
+const BATCH_TOO_LARGE =
+  `trpc-idempotency: a batch was not sent because its Idempotency-Keys header would pass ${MAX_KEYS_HEADER_LENGTH} ` +
+  'bytes, which servers and proxies refuse. Set `maxItems` on httpBatchLink, e.g. ' +
+  'httpBatchLink({ url, maxItems: 100, headers: idempotencyHeaders }) (100 calls fit with UUID keys).';
 const keyNotSeen = (path: string): string =>
   `trpc-idempotency: the server ran mutation "${path}" without looking at its idempotency key, so retries may ` +
   'run it twice. Add the idempotent() middleware to that procedure, or exclude it with idempotencyLink({ enabled }).';

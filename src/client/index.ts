@@ -6,4 +6,4 @@ export type { IdempotentRetryFnOptions, IdempotentRetryLinkOptions, IdempotentRe
 export { generateUuidV4 } from './generateKey';
 export type { IdempotencyCallInfo, IdempotencyWarning, IdempotencyWarningCode } from './types';
 export type { IdempotencyErrorData, KeyStatus } from '../wire';
-export { isValidKey } from '../wire';
+export { isValidKey, MAX_KEYS_HEADER_LENGTH } from '../wire';

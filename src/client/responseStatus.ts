@@ -1,5 +1,14 @@
 import type { KeyStatus } from '../wire';
-import { REPLAYED_HEADER, RETRY_AFTER_HEADER, STATUS_DEFERRED, STATUS_HEADER, STATUSES_HEADER } from '../wire';
+import {
+  NO_STATUS_LETTER,
+  REPLAYED_HEADER,
+  RETRY_AFTER_HEADER,
+  STATUS_DEFERRED,
+  STATUS_HEADER,
+  STATUS_LETTERS,
+  STATUSES_HEADER,
+  STATUSES_OMITTED,
+} from '../wire';
 
 /** What a response said about one key. */
 export type ResponseKeyStatus =
@@ -9,6 +18,8 @@ export type ResponseKeyStatus =
   | { kind: 'absent' }
   /** `Idempotency-Status: deferred`: the head was written before the calls ran (streaming). */
   | { kind: 'deferred' }
+  /** `omitted`: the batch was too large for the server to report on it within its header budget. */
+  | { kind: 'omitted' }
   /** `Idempotency-Status` listed other keys but not this one. */
   | { kind: 'not_seen' }
   | { kind: 'reported'; status: KeyStatus };
@@ -41,6 +52,7 @@ export const readKeyStatus = (meta: unknown, key: string, position?: number): Re
       : { kind: 'absent' };
   }
   if (raw === STATUS_DEFERRED) return { kind: 'deferred' };
+  if (raw === STATUSES_OMITTED) return { kind: 'omitted' };
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
@@ -61,15 +73,20 @@ export const readRetryAfterMs = (meta: unknown, now: number = Date.now()): numbe
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 };
 
+const STATUS_OF_LETTER: ReadonlyMap<string, KeyStatus> = new Map(
+  Object.entries(STATUS_LETTERS).map(([status, letter]) => [letter, status as KeyStatus]),
+);
+
+/**
+ * The letter at `position` of `Idempotency-Statuses`. Only that character is looked at: every call of a batch
+ * reads the same header, so checking the whole value each time would be quadratic in the batch size.
+ */
 const readPosition = (raw: string | null | undefined, position: number): ResponseKeyStatus | undefined => {
-  if (!raw) return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    return undefined;
-  }
-  if (!Array.isArray(parsed)) return undefined;
-  const status: unknown = parsed[position];
-  return typeof status === 'string' ? { kind: 'reported', status: status as KeyStatus } : { kind: 'not_seen' };
+  const value = raw?.trim();
+  if (!value) return undefined;
+  if (value === STATUSES_OMITTED) return { kind: 'omitted' };
+  const letter = value[position];
+  if (letter === undefined || letter === NO_STATUS_LETTER) return { kind: 'not_seen' };
+  const status = STATUS_OF_LETTER.get(letter);
+  return status === undefined ? undefined : { kind: 'reported', status };
 };

@@ -14,10 +14,11 @@ export interface IdempotencyCallInfo {
   key?: string;
   /**
    * `true`: the server replayed a stored outcome; `false`: it did not (it ran the procedure, or refused the key);
-   * `null`: unknown (no response, or the status was `deferred` because the response was streamed).
+   * `null`: unknown (no response; `deferred` because the response was streamed; or `omitted` because the batch
+   * was larger than the server reports on).
    */
   replayed?: boolean | null;
-  /** What the server reported for this key in `Idempotency-Status`, or `null` when it reported nothing usable. */
+  /** What the server reported for this call (`Idempotency-Statuses` or `Idempotency-Status`), or `null` when it reported nothing usable. */
   status?: KeyStatus | null;
 }
 
@@ -25,10 +26,14 @@ export interface IdempotencyCallInfo {
 export type IdempotencyWarningCode =
   /** A keyed mutation's request went out without `headers: idempotencyHeaders` on the HTTP link. */
   | 'headers_missing'
-  /** The response had no `Idempotency-Status` header: the server lacks `idempotencyResponseMeta()` (or CORS hides it). */
+  /** The response had no status header (`Idempotency-Status`, or `Idempotency-Statuses` on a batch): the server lacks `idempotencyResponseMeta()` (or CORS hides it). */
   | 'status_missing'
-  /** `Idempotency-Status` did not mention the call's key: the procedure lacks the `idempotent()` middleware. */
+  /** The server reported that no idempotent procedure saw the call's key: the procedure lacks the `idempotent()` middleware. */
   | 'key_not_seen'
+  /** The server left out per-call statuses (`omitted`): the batch had more calls than it reports on. */
+  | 'statuses_omitted'
+  /** `idempotencyHeaders` refused a batch whose `Idempotency-Keys` header would pass its budget; nothing was sent. */
+  | 'batch_too_large'
   /** The link saw the same operation twice: it sits after `retryLink` (or another retrying link). */
   | 'behind_retry'
   /** `idempotentRetry` refused to retry a failed mutation because it carries no key. */

@@ -1,14 +1,30 @@
 import type { AnyRouter } from '@trpc/server';
 import type { ResponseMetaFn } from '@trpc/server/http';
 import type { KeyStatus } from '../wire';
-import { EXPOSED_HEADERS, REPLAYED_HEADER, RETRY_AFTER_HEADER, STATUS_DEFERRED, STATUS_HEADER, STATUSES_HEADER } from '../wire';
+import {
+  EXPOSED_HEADERS,
+  MAX_REPORTED_CALLS,
+  MAX_STATUS_LENGTH,
+  NO_STATUS_LETTER,
+  REPLAYED_HEADER,
+  RETRY_AFTER_HEADER,
+  STATUS_DEFERRED,
+  STATUS_HEADER,
+  STATUS_LETTERS,
+  STATUSES_HEADER,
+  STATUSES_OMITTED,
+} from '../wire';
 import { findRequestHeaders, readHeader } from './headers';
 import type { RequestHeaders } from './headers';
 import type { KeyHeaderNames } from './key';
 import { keyHeaderNames } from './key';
 
 interface RequestReport {
-  /** Keys in the order first seen, and each one's latest status: most requests carry one key, so no Map. */
+  /**
+   * Keys of batch index 0 in the order first seen, and each one's latest status, for the per-key map of a
+   * request with one call. Batches are reported by position only, so a batch's other calls add nothing here
+   * (a lookup per call in a list of every key would be quadratic in the batch size). No Map: one key is usual.
+   */
   keys: string[];
   statuses: KeyStatus[];
   /** The same by batch position: two calls of one batch may share a key. */
@@ -52,12 +68,14 @@ export interface ReportTarget {
 export const reportKey = ({ carrier, key, batchIndex }: ReportTarget, status: KeyStatus, retryAfterMs?: number): void => {
   if (!carrier) return;
   const report = reportOf(carrier) ?? newReport(carrier);
-  const seen = report.keys.indexOf(key);
-  if (seen < 0) {
-    report.keys.push(key);
-    report.statuses.push(status);
-  } else {
-    report.statuses[seen] = status;
+  if (batchIndex === 0) {
+    const seen = report.keys.indexOf(key);
+    if (seen < 0) {
+      report.keys.push(key);
+      report.statuses.push(status);
+    } else {
+      report.statuses[seen] = status;
+    }
   }
   report.byIndex[batchIndex] = status;
   if (retryAfterMs !== undefined) report.retryAfterMs = Math.max(report.retryAfterMs, retryAfterMs);
@@ -79,18 +97,44 @@ const setHeader = (headers: ResponseHeaders, name: string, value: string): void 
 /** The names in an `Access-Control-Expose-Headers` value, lower-cased. */
 const listedNames = (value: string): Set<string> => new Set(value.split(',').map((name) => name.trim().toLowerCase()));
 
-/** Adds `names` to `Access-Control-Expose-Headers`, keeping what is listed already. */
+/**
+ * What the app already put in `Access-Control-Expose-Headers` on the Node response (the `cors` package's
+ * `exposedHeaders`, or any middleware before tRPC). tRPC's Node adapters write our headers with `setHeader`, which
+ * replaces that value, so it has to be part of ours. Found on `ctx.res`, or on `ctx.req.res` (Express sets it).
+ */
+const alreadyExposed = (ctx: unknown): string[] => {
+  const context = ctx as { res?: unknown; req?: { res?: unknown } } | undefined;
+  for (const res of [context?.res, context?.req?.res]) {
+    const getHeader = (res as { getHeader?: unknown } | undefined)?.getHeader;
+    if (typeof getHeader !== 'function') continue;
+    const value: unknown = (getHeader as (name: string) => unknown).call(res, EXPOSE_HEADER);
+    const joined = Array.isArray(value) ? value.join(',') : typeof value === 'string' ? value : '';
+    return joined.split(',').map((name) => name.trim()).filter((name) => name !== '');
+  }
+  return [];
+};
+
+/** Adds `names` to `Access-Control-Expose-Headers`, keeping what is listed already and listing each name once. */
 const exposeHeaders = (headers: ResponseHeaders, names: readonly string[]): void => {
   if (headers instanceof Headers) {
     const listed = listedNames(headers.get(EXPOSE_HEADER) ?? '');
-    for (const name of names) if (!listed.has(name)) headers.append(EXPOSE_HEADER, name);
+    for (const name of names) {
+      if (listed.has(name.toLowerCase())) continue;
+      listed.add(name.toLowerCase());
+      headers.append(EXPOSE_HEADER, name);
+    }
     return;
   }
   // The user's record may spell the name in any case: merge into that entry.
   const own = Object.keys(headers).find((k) => k.toLowerCase() === EXPOSE_HEADER) ?? EXPOSE_HEADER;
   const value = headers[own];
   const listed = listedNames(Array.isArray(value) ? value.join(',') : (value ?? ''));
-  const missing = names.filter((name) => !listed.has(name));
+  const missing: string[] = [];
+  for (const name of names) {
+    if (listed.has(name.toLowerCase())) continue;
+    listed.add(name.toLowerCase());
+    missing.push(name);
+  }
   if (missing.length === 0) return;
   headers[own] = [...(Array.isArray(value) ? value : value ? [value] : []), ...missing].join(', ');
 };
@@ -104,16 +148,34 @@ const isKeyed = (request: RequestHeaders): boolean => {
   return false;
 };
 
-/** `{"key":"status"}` without building an object for the common one-key request. */
-const statusesJson = ({ keys, statuses }: RequestReport): string =>
-  keys.length === 1
-    ? `{${JSON.stringify(keys[0])}:"${statuses[0] as KeyStatus}"}`
-    : JSON.stringify(Object.fromEntries(keys.map((key, i) => [key, statuses[i]])));
+/** `{"key":"status"}` without building an object for the common one-key request; `omitted` past the budget. */
+const statusJson = ({ keys, statuses }: RequestReport): string => {
+  const json =
+    keys.length === 1
+      ? `{${JSON.stringify(keys[0])}:"${statuses[0] as KeyStatus}"}`
+      : JSON.stringify(Object.fromEntries(keys.map((key, i) => [key, statuses[i]])));
+  return json.length > MAX_STATUS_LENGTH ? STATUSES_OMITTED : json;
+};
+
+/** One letter per batch position (`-` where nothing was reported), or `omitted` past `MAX_REPORTED_CALLS`. */
+const statusLetters = (byIndex: readonly (KeyStatus | null)[], calls: number): string => {
+  const length = Math.max(calls, byIndex.length);
+  if (length > MAX_REPORTED_CALLS) return STATUSES_OMITTED;
+  let letters = '';
+  for (let i = 0; i < length; i++) {
+    const status = byIndex[i];
+    letters += status ? STATUS_LETTERS[status] : NO_STATUS_LETTER;
+  }
+  return letters;
+};
 
 /**
- * The adapter's `responseMeta`: reports per key whether the call was a replay (`Idempotency-Status`,
- * `Idempotent-Replayed`) and when to retry an in-progress key (`Retry-After`). Pass your own `responseMeta`
- * to keep it: its status and headers are kept, ours are added.
+ * The adapter's `responseMeta`: reports per call whether it was a replay (`Idempotency-Statuses` by batch position
+ * on a batch; `Idempotency-Status` and `Idempotent-Replayed` on a request with one call) and when to retry an
+ * in-progress key (`Retry-After`), in at most `RESPONSE_HEADERS_BUDGET` bytes whatever the batch size. Pass your
+ * own `responseMeta` to keep it: its status and headers are kept, ours are added. On cross-origin requests our
+ * names join `Access-Control-Expose-Headers`, keeping what your `responseMeta` and (when ctx has `res`, or Express's
+ * `req.res`) the Node response already expose.
  *
  * @example createHTTPServer({ router, createContext, responseMeta: idempotencyResponseMeta() })
  */
@@ -128,24 +190,21 @@ export const idempotencyResponseMeta = <TRouter extends AnyRouter = AnyRouter>(
     if (report === undefined && !isKeyed(request)) return base;
     const headers = copyHeaders(base.headers);
     // Only a browser on another origin needs them exposed; it always sends Origin.
-    if (readHeader(request, 'origin') !== undefined) exposeHeaders(headers, EXPOSED_HEADERS);
+    if (readHeader(request, 'origin') !== undefined) exposeHeaders(headers, [...alreadyExposed(opts.ctx), ...EXPOSED_HEADERS]);
     if (opts.eagerGeneration) {
       // Streamed responses send their head before any call ran: say so, so clients don't guess.
       setHeader(headers, STATUS_HEADER, STATUS_DEFERRED);
       return { ...base, headers };
     }
-    if (!report) {
-      // Keys came, but no idempotent procedure saw them: the client can tell its key was not protected.
-      setHeader(headers, STATUS_HEADER, '{}');
-      return { ...base, headers };
+    if (opts.info?.isBatchCall === true) {
+      // By position only: a per-key map would grow the head by ~61 bytes per call, past what proxies accept.
+      setHeader(headers, STATUSES_HEADER, statusLetters(report?.byIndex ?? [], opts.info.calls.length));
+    } else {
+      // `{}`: keys came, but no idempotent procedure saw them, so the client can tell its key was not protected.
+      setHeader(headers, STATUS_HEADER, report ? statusJson(report) : '{}');
+      if (report?.keys.length === 1 && report.statuses[0] === 'replayed') setHeader(headers, REPLAYED_HEADER, 'true');
     }
-    setHeader(headers, STATUS_HEADER, statusesJson(report));
-    const batch = opts.info?.isBatchCall === true;
-    if (batch) setHeader(headers, STATUSES_HEADER, JSON.stringify(Array.from(report.byIndex, (s) => s ?? null)));
-    if (!batch && report.keys.length === 1 && report.statuses[0] === 'replayed') {
-      setHeader(headers, REPLAYED_HEADER, 'true');
-    }
-    if (report.retryAfterMs > 0) setHeader(headers, RETRY_AFTER_HEADER, String(Math.ceil(report.retryAfterMs / 1000)));
+    if (report && report.retryAfterMs > 0) setHeader(headers, RETRY_AFTER_HEADER, String(Math.ceil(report.retryAfterMs / 1000)));
     return { ...base, headers };
   };
 };

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { idempotencyHeaders } from '../../src/client/index';
+import { MAX_KEYS_HEADER_LENGTH } from '../../src/wire';
 import { makeOp } from './fixtures';
+
+/** `count` keyed mutations with UUID-long (36-character) keys. */
+const uuidBatch = (count: number) =>
+  Array.from({ length: count }, (_, i) => makeOp({ context: { idempotencyKey: String(i).padStart(36, '0') } }));
 
 describe('idempotencyHeaders', () => {
   it('sets Idempotency-Key for a single keyed mutation ({ op }, httpLink)', () => {
@@ -21,5 +26,16 @@ describe('idempotencyHeaders', () => {
   it('composes with your own headers by spreading', () => {
     const headers = (opts: Parameters<typeof idempotencyHeaders>[0]) => ({ authorization: 'Bearer t', ...idempotencyHeaders(opts) });
     expect(headers({ op: makeOp() })).toEqual({ authorization: 'Bearer t', 'idempotency-key': 'k1' });
+  });
+
+  it(`sends 100 UUID keys within the ${MAX_KEYS_HEADER_LENGTH}-byte budget (the maxItems the docs recommend)`, () => {
+    const value = idempotencyHeaders({ opList: uuidBatch(100) })['idempotency-keys'] ?? '';
+    expect(value.length).toBe(3901);
+    expect(value.length).toBeLessThanOrEqual(MAX_KEYS_HEADER_LENGTH);
+  });
+
+  it('refuses a batch whose Idempotency-Keys would pass the budget, naming the size and the maxItems fix', () => {
+    expect(() => idempotencyHeaders({ opList: uuidBatch(106) })).toThrow(/batch of 106 calls needs a 4135-byte Idempotency-Keys .*maxItems/);
+    expect(idempotencyHeaders({ opList: uuidBatch(105) })['idempotency-keys']?.length).toBe(4096);
   });
 });

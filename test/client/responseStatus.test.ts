@@ -18,6 +18,24 @@ describe('readKeyStatus', () => {
     expect(readKeyStatus(undefined, 'a')).toEqual({ kind: 'no_response' });
   });
 
+  it('reads a batch call from its letter in Idempotency-Statuses, by position', () => {
+    const m = meta({ 'idempotency-statuses': 'erlpmnu-' });
+    const statuses = ['executed', 'replayed', 'released', 'in_progress', 'mismatch', 'not_stored', 'store_unavailable'];
+    statuses.forEach((status, position) => expect(readKeyStatus(m, 'any', position)).toEqual({ kind: 'reported', status }));
+    expect(readKeyStatus(m, 'any', 7)).toEqual({ kind: 'not_seen' });
+    expect(readKeyStatus(m, 'any', 8)).toEqual({ kind: 'not_seen' });
+  });
+
+  it('tells omitted statuses apart, and ignores a letter it does not know', () => {
+    expect(readKeyStatus(meta({ 'idempotency-statuses': 'omitted' }), 'a', 3)).toEqual({ kind: 'omitted' });
+    expect(readKeyStatus(meta({ 'idempotency-status': 'omitted' }), 'a')).toEqual({ kind: 'omitted' });
+    expect(readKeyStatus(meta({ 'idempotency-statuses': 'z' }), 'a', 0)).toEqual({ kind: 'absent' });
+  });
+
+  it('reads a streamed batch as deferred (no Idempotency-Statuses, Idempotency-Status: deferred)', () => {
+    expect(readKeyStatus(meta({ 'idempotency-status': 'deferred' }), 'a', 2)).toEqual({ kind: 'deferred' });
+  });
+
   it("falls back to Stripe's Idempotent-Replayed: true", () => {
     expect(readKeyStatus(meta({ 'idempotent-replayed': 'true' }), 'a')).toEqual({ kind: 'reported', status: 'replayed' });
   });

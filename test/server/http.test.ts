@@ -238,7 +238,9 @@ describe('createIdempotency', () => {
       const response = recorder.last();
       expect(results.map((r) => r.run)).toEqual([1, expect.any(Number), expect.any(Number)]);
       expect(app.runs.create).toBe(3);
-      expect(statusHeader(response)).toEqual({ seen: 'replayed', fresh: 'executed' });
+      // One letter per position (replayed, executed, no key) and no per-key map on a batch.
+      expect(response.headers.get('idempotency-statuses')).toBe('re-');
+      expect(response.headers.get('idempotency-status')).toBeNull();
       expect(response.headers.get('idempotent-replayed')).toBeNull();
     });
 
