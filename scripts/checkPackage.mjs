@@ -6,6 +6,7 @@ const require = createRequire(import.meta.url);
 const expected = {
   'trpc-idempotency': ['createIdempotency', 'idempotent', 'createMemoryStore', 'idempotencyResponseMeta', 'idempotencyErrorData', 'IdempotencyError'],
   'trpc-idempotency/redis': ['createRedisStore'],
+  'trpc-idempotency/postgres': ['createPostgresStore', 'createPostgresTable', 'postgresTableSql'],
   'trpc-idempotency/client': ['idempotencyLink', 'idempotencyHeaders', 'idempotentRetry'],
 };
 

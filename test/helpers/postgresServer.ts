@@ -43,8 +43,13 @@ export const postgresBinDir = (): string | undefined => {
  */
 export const canSpawnPostgres = (): boolean => postgresBinDir() !== undefined && runAs() !== null;
 
+export interface PostgresServerOptions {
+  /** Extra `postgres` settings, e.g. `{ shared_preload_libraries: 'pg_stat_statements' }`. */
+  settings?: Record<string, string>;
+}
+
 /** `initdb` in a temp dir, then `postgres` on a free port of 127.0.0.1; waits until it accepts connections. */
-export const startPostgresServer = async (): Promise<PostgresServer> => {
+export const startPostgresServer = async (options: PostgresServerOptions = {}): Promise<PostgresServer> => {
   const bin = postgresBinDir();
   const user = runAs();
   if (!bin || user === null) throw new Error('cannot spawn PostgreSQL: no initdb/postgres (pg_config --bindir), or root without a postgres user');
@@ -67,6 +72,7 @@ export const startPostgresServer = async (): Promise<PostgresServer> => {
   const launch = async (): Promise<void> => {
     const args = ['-D', data, '-p', String(port), '-k', dir, '-c', `listen_addresses=${host}`, '-c', 'fsync=off'];
     args.push('-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=50');
+    for (const [name, value] of Object.entries(options.settings ?? {})) args.push('-c', `${name}=${value}`);
     // Its own process group, so pause() stops every backend too, and the server never outlives a killed test run
     // only by accident of signals sent to ours.
     child = spawn(join(bin, 'postgres'), args, { stdio: 'ignore', detached: true, ...(user ?? {}) });
