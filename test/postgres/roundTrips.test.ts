@@ -124,20 +124,18 @@ describe.runIf(postgresTarget().canSpawn)('createPostgresStore behind createIdem
     let queries = 0;
     let checkouts = 0;
     const counted = new WeakSet<object>();
-    const original = pool.connect.bind(pool);
     // Count what node-postgres is asked to send: each query() is one Parse/Bind/Execute/Sync exchange.
-    pool.connect = (async () => {
-      const client = await original();
+    const count = (client: pg.PoolClient): void => {
       checkouts++;
-      if (counted.has(client)) return client; // the pool hands the same connections out again
+      if (counted.has(client)) return; // the pool hands the same connections out again
       counted.add(client);
-      const query = client.query.bind(client);
-      client.query = ((...args: Parameters<typeof query>) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      client.query = ((...args: unknown[]) => {
         queries++;
         return query(...args);
       }) as typeof client.query;
-      return client;
-    }) as typeof pool.connect;
+    };
+    pool.on('acquire', count);
     try {
       const key = randomUUID();
       await pay(key, 3);
@@ -145,7 +143,7 @@ describe.runIf(postgresTarget().canSpawn)('createPostgresStore behind createIdem
       await pay(key, 3);
       expect({ queries, checkouts }).toEqual({ queries: 3, checkouts: 3 });
     } finally {
-      pool.connect = original as typeof pool.connect;
+      pool.off('acquire', count);
     }
   });
 });
