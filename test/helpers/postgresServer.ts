@@ -14,7 +14,7 @@ export interface PostgresServer {
   url: string;
   /** Immediate shutdown (SIGQUIT: no checkpoint, every backend gone at once), waiting for the exit. */
   kill(): Promise<void>;
-  /** SIGSTOP to every process of the server: sockets stay open, nothing answers. */
+  /** SIGSTOP to the server and every backend: sockets stay open, nothing answers. */
   pause(): void;
   /** SIGCONT after `pause`. */
   resume(): void;
@@ -71,10 +71,10 @@ export const startPostgresServer = async (options: PostgresServerOptions = {}): 
 
   const launch = async (): Promise<void> => {
     const args = ['-D', data, '-p', String(port), '-k', dir, '-c', `listen_addresses=${host}`, '-c', 'fsync=off'];
-    args.push('-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=50');
+    // fsync off is safe for tests that crash the server (the OS keeps the WAL); synchronous_commit off is not.
+    args.push('-c', 'full_page_writes=off', '-c', 'max_connections=50');
     for (const [name, value] of Object.entries(options.settings ?? {})) args.push('-c', `${name}=${value}`);
-    // Its own process group, so pause() stops every backend too, and the server never outlives a killed test run
-    // only by accident of signals sent to ours.
+    // Its own process group: signals meant for the test run (Ctrl-C) go to vitest, which stops it cleanly.
     child = spawn(join(bin, 'postgres'), args, { stdio: 'ignore', detached: true, ...(user ?? {}) });
     await waitUntilReady(host, port, child);
   };
@@ -145,11 +145,17 @@ const runAs = (): { uid: number; gid: number } | undefined | null => {
   return Number.isInteger(uid) && uid > 0 && Number.isInteger(gid) ? { uid, gid } : null;
 };
 
+/** Signals the postmaster and every backend (each backend is a session leader of its own, so not in our group). */
 const signalGroup = (child: ChildProcess, signal: NodeJS.Signals): void => {
-  try {
-    if (child.pid) process.kill(-child.pid, signal);
-  } catch {
-    // already gone
+  if (!child.pid) return;
+  const children = spawnSync('ps', ['-o', 'pid=', '--ppid', String(child.pid)], { encoding: 'utf8' }).stdout;
+  const pids = [child.pid, ...children.split(/\s+/).filter(Boolean).map(Number)];
+  for (const pid of signal === 'SIGSTOP' ? pids : pids.reverse()) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
   }
 };
 

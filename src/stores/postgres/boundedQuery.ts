@@ -48,8 +48,18 @@ export const boundedQuery = (
           return;
         }
         client = connected;
+        // A connection that breaks mid-query also emits 'error' on the client, which would crash the process
+        // without a listener (pool.query does the same).
+        const onError = (error: Error): void => {
+          if (client !== connected) return;
+          client = undefined;
+          connected.release(error);
+          settle(error);
+        };
+        connected.on('error', onError);
         connected.query<{ r: string }>(query).then(
           (result) => {
+            connected.off('error', onError);
             if (client !== connected) return; // timed out meanwhile, connection already closed
             client = undefined;
             connected.release();
@@ -61,6 +71,7 @@ export const boundedQuery = (
             reject(new Error(`trpc-idempotency: unexpected reply to the ${op} statement: ${JSON.stringify(result.rows)}`));
           },
           (error: unknown) => {
+            connected.off('error', onError);
             if (client !== connected) return;
             client = undefined;
             connected.release(error instanceof Error ? error : new Error(String(error)));
