@@ -25,6 +25,7 @@ const work = join(root, '.tmp/pack');
 const expected = {
   '.': ['createIdempotency', 'idempotent', 'createMemoryStore', 'idempotencyResponseMeta', 'idempotencyErrorData', 'IdempotencyError'],
   './redis': ['createRedisStore'],
+  './postgres': ['createPostgresStore', 'createPostgresTable', 'postgresTableSql'],
   './client': ['idempotencyLink', 'idempotencyHeaders', 'idempotentRetry'],
 };
 

@@ -1,5 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { TestProject } from 'vitest/node';
+import type { ProvidedPostgres } from './postgresSetup';
+import { findPostgres } from './postgresSetup';
 import type { RedisCluster } from './redisCluster';
 import { startRedisCluster } from './redisCluster';
 import type { RedisServer } from './redisServer';
@@ -14,9 +16,13 @@ import { hasRedisServer, startRedisServer } from './redisServer';
  * Tests read the addresses with `inject('redis')`.
  */
 export const setup = async (project: TestProject): Promise<void> => {
-  const found = await findRedis();
-  stopAll = found.stop;
+  const [found, postgres] = await Promise.all([findRedis(), findPostgres()]);
+  stopAll = async () => {
+    await Promise.all([found.stop(), postgres.stop()]);
+  };
   project.provide('redis', found.redis);
+  // PostgreSQL is found as Redis is: see findPostgres (test/helpers/postgresSetup.ts); read it with inject('postgres').
+  project.provide('postgres', postgres.postgres);
 };
 
 export const teardown = async (): Promise<void> => {
@@ -37,6 +43,7 @@ export interface ProvidedRedis {
 declare module 'vitest' {
   export interface ProvidedContext {
     redis: ProvidedRedis;
+    postgres: ProvidedPostgres;
   }
 }
 

@@ -1,0 +1,64 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import type { PoolConfig } from 'pg';
+import { inject } from 'vitest';
+import type { ProvidedPostgres } from './postgresSetup';
+import { createPostgresStore, createPostgresTable } from '../../src/stores/postgres';
+import type { PostgresStoreOptions } from '../../src/stores/postgres';
+import type { StoreHarness } from '../conformance/storeSuite';
+
+/** The PostgreSQL the global setup found; throws its setup error (what to install) when there is none. */
+export const postgresTarget = (): ProvidedPostgres & { url: string } => {
+  const postgres = inject('postgres');
+  if (!postgres.url) throw new Error(postgres.setupError ?? 'no PostgreSQL for the tests');
+  return { ...postgres, url: postgres.url };
+};
+
+/** A pool on the test database, with the `'error'` listener node-postgres asks for. */
+export const connectPool = (config: PoolConfig = {}): pg.Pool => {
+  const pool = new pg.Pool({ connectionString: postgresTarget().url, max: 10, ...config });
+  pool.on('error', () => {});
+  return pool;
+};
+
+/** Pool settings that make this run's schema the only one unqualified names resolve to. */
+export const inRunSchema = (): PoolConfig => ({ options: `-c search_path=${postgresTarget().schema}` });
+
+/** A fresh table name in this run's schema, so tests never see each other's rows. */
+export const randomTable = (schema: string = postgresTarget().schema): string =>
+  `${schema}.t_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The conformance suite's harness over a Postgres store on a fresh table (created here, dropped at close). */
+export const postgresStoreHarness = async (
+  options: Partial<PostgresStoreOptions> = {},
+  poolConfig: PoolConfig = {},
+): Promise<StoreHarness> => {
+  const pool = connectPool(poolConfig);
+  const table = options.table ?? randomTable();
+  await createPostgresTable(pool, table);
+  const store = createPostgresStore({ pool, table, ...options });
+  return {
+    store,
+    // A real database has a real clock: `advance` is a real wait.
+    advance: sleep,
+    close: async () => {
+      await store.close();
+      await dropTable(pool, table);
+      await pool.end();
+    },
+  };
+};
+
+/** Drops a store's table and everything created with it (sequence and functions). */
+export const dropTable = async (pool: pg.Pool, table: string): Promise<void> => {
+  const functions = ['claim', 'renew', 'complete', 'release', 'peek', 'sweep'].map((name) => `${table}_${name}_v1`);
+  await pool.query(
+    [
+      ...functions.map((fn) => `DROP FUNCTION IF EXISTS ${fn}`),
+      `DROP TABLE IF EXISTS ${table} CASCADE`,
+      `DROP SEQUENCE IF EXISTS ${table}_fence`,
+    ].join(';\n'),
+  );
+};

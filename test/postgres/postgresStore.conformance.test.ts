@@ -1,0 +1,11 @@
+import { describeStoreConformance } from '../conformance/storeSuite';
+import { inRunSchema, postgresStoreHarness } from '../helpers/postgresClients';
+
+// Real PostgreSQL has a real clock: leases of 200 ms, and `advance` is a real wait.
+describeStoreConformance('createPostgresStore', () => postgresStoreHarness(), { lockTtlMs: 200 });
+
+describeStoreConformance(
+  'createPostgresStore (unqualified table, found on the search_path)',
+  () => postgresStoreHarness({ table: `t_${Math.random().toString(36).slice(2, 10)}` }, inRunSchema()),
+  { lockTtlMs: 200 },
+);
