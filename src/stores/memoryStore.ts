@@ -26,7 +26,7 @@ import { append, newPartition, recordBytes, unlink } from './memoryRecords';
  *    nothing of its own to give up (only live claims), the claim fails with QUOTA_EXCEEDED (429);
  * 3. when the whole store is full (`maxEntries`, `maxBytes`), records are taken from the partition that holds
  *    the largest share of the store, only if that is the claimant itself or a partition holding more than its
- *    fair share (1/N of the store, N = partitions holding records plus the claimant). A partition at or under its
+ *    fair share (1/N of the store, N = partitions holding records). A partition at or under its
  *    fair share never loses a completed record to another partition's traffic; when nobody is over, the claimant
  *    may give up only its own crashed claims and released records, and otherwise fails with STORE_UNAVAILABLE
  *    (503, retryable). An in-progress claim with a live lease is never evicted.
@@ -188,6 +188,13 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
     const partFits = (): boolean => p.entries + need.entries <= partEntries && p.bytes + need.bytes <= partBytes;
     const storeFits = (): boolean => records.size + need.entries <= maxEntries && totalBytes + need.bytes <= maxBytes;
     if (partFits() && storeFits()) return;
+    if (need.bytes > partBytes) {
+      throw new IdempotencyError(
+        'STORE_UNAVAILABLE',
+        `a record of ${need.bytes} bytes can never fit in the memory store (maxBytesPerPartition ${partBytes}); raise it above maxResultBytes`,
+        { retryAfterMs: DEFAULTS.maxRetryAfterMs },
+      );
+    }
     sweep(now, Number.POSITIVE_INFINITY);
     while (!partFits()) {
       if (!reclaim(p, now, need.self, false)) {
@@ -200,8 +207,9 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
     }
     while (!storeFits()) {
       const largest = byShare.peek() as Partition;
-      const holders = byShare.size + (p.entries === 0 ? 1 : 0);
-      const flooding = largest === p || share(largest) * holders > 1 + 1e-9;
+      // Fair share: 1/N of the store among the N partitions holding records. A newcomer does not count: with
+      // every holder at its fair share, admitting it would take a record from someone who holds no more than theirs.
+      const flooding = largest === p || share(largest) * byShare.size > 1 + 1e-9;
       if (flooding && reclaim(largest, now, need.self, false)) continue;
       if (reclaim(p, now, need.self, true)) continue;
       throw new IdempotencyError(
