@@ -31,6 +31,8 @@ export interface Rec {
   expiryIndex: number;
   /** Position in the partition's running heap; `-1` when finished. */
   runningIndex: number;
+  /** Position in the store's heap of running records; `-1` when finished. */
+  leaseIndex: number;
   /** Neighbours in the partition's `released` or `completed` list. */
   prev: Rec | undefined;
   next: Rec | undefined;

@@ -106,6 +106,11 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
     get: (r) => r.expiryIndex,
     set: (r, i) => (r.expiryIndex = i),
   });
+  /** Every in-progress record, the lease that ends first on top: crashed claims anyone may give up. */
+  const leases = createIndexedHeap<Rec>((a, b) => a.leaseUntil < b.leaseUntil, {
+    get: (r) => r.leaseIndex,
+    set: (r, i) => (r.leaseIndex = i),
+  });
   /** A partition's share of the store: the larger of its entry and byte shares (one number for two bounds). */
   const share = (p: Partition): number => Math.max(p.entries / maxEntries, p.bytes / maxBytes);
   /** Partitions holding records, largest share first. */
@@ -136,8 +141,10 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
   const drop = (r: Rec): void => {
     records.delete(r.id);
     expiry.remove(r);
-    if (r.state === 'in_progress') r.part.running.remove(r);
-    else unlink(r.state === 'completed' ? r.part.completed : r.part.released, r);
+    if (r.state === 'in_progress') {
+      r.part.running.remove(r);
+      leases.remove(r);
+    } else unlink(r.state === 'completed' ? r.part.completed : r.part.released, r);
     account(r.part, -1, -r.bytes);
   };
 
@@ -148,6 +155,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
     records.set(r.id, r);
     expiry.push(r);
     p.running.push(r);
+    leases.push(r);
     account(p, 1, r.bytes);
   };
 
@@ -206,6 +214,12 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       }
     }
     while (!storeFits()) {
+      // A crashed claim (lease over) of any partition costs nobody a second run: anyone may take it over anyway.
+      const crashed = leases.peek();
+      if (crashed && crashed !== need.self && crashed.leaseUntil <= now) {
+        drop(crashed);
+        continue;
+      }
       const largest = byShare.peek() as Partition;
       // Fair share: 1/N of the store among the N partitions holding records. A newcomer does not count: with
       // every holder at its fair share, admitting it would take a record from someone who holds no more than theirs.
@@ -242,6 +256,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
   /** Turns an in-progress record into a finished one, in place, counting its new size. */
   const finish = (r: Rec, state: 'completed' | 'released', result: string, expiresAt: number): void => {
     r.part.running.remove(r);
+    leases.remove(r);
     const bytes = recordBytes(r.id, r.token, r.fingerprint, result);
     account(r.part, 0, bytes - r.bytes);
     r.bytes = bytes;
@@ -304,6 +319,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
         bytes,
         expiryIndex: -1,
         runningIndex: -1,
+        leaseIndex: -1,
         prev: undefined,
         next: undefined,
       });
@@ -316,6 +332,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       if (r?.state !== 'in_progress' || r.leaseUntil <= now) return { status: 'lost' };
       r.leaseUntil = now + lockTtlMs;
       r.part.running.update(r);
+      leases.update(r);
       // The record must outlive the renewed lease, or it would expire under a live owner and its key run again.
       r.expiresAt = Math.max(r.expiresAt, now + lockTtlMs + DEFAULTS.leaseGraceMs);
       expiry.update(r);
