@@ -204,6 +204,37 @@ export const describeStoreConformance = (
       expect((await h.store.claim({ id, partition: 'p', token: token(), fingerprint: 'g', lockTtlMs })).status).toBe('acquired');
     });
 
+    it('identifies a record by its id alone: a claim naming another partition meets the same record', async () => {
+      const id = newId();
+      const owner = token();
+      acquiredFence(await h.store.claim({ id, partition: 'partition-a', token: owner, fingerprint: 'f', lockTtlMs: 10_000 }));
+      expect((await h.store.claim({ id, partition: 'partition-b', token: token(), fingerprint: 'f', lockTtlMs: 10_000 })).status).toBe(
+        'in_progress',
+      );
+      expect(await h.store.claim({ id, partition: 'partition-b', token: token(), fingerprint: 'g', lockTtlMs: 10_000 })).toEqual({
+        status: 'mismatch',
+      });
+      await h.store.complete({ id, token: owner, result: 'r', ttlMs });
+      expect(await h.store.claim({ id, partition: 'partition-c', token: token(), fingerprint: 'f', lockTtlMs })).toEqual({
+        status: 'completed',
+        result: 'r',
+      });
+    });
+
+    it('keeps different ids of one partition apart, and each reachable from any partition', async () => {
+      const [a, b] = [newId(), newId()];
+      const [ta, tb] = [token(), token()];
+      acquiredFence(await h.store.claim({ id: a, partition: 'shared', token: ta, fingerprint: 'f', lockTtlMs: 10_000 }));
+      acquiredFence(await h.store.claim({ id: b, partition: 'shared', token: tb, fingerprint: 'f', lockTtlMs: 10_000 }));
+      expect(await h.store.release({ id: a, token: ta })).toEqual({ status: 'ok' });
+      expect(await h.store.complete({ id: b, token: tb, result: 'B', ttlMs })).toEqual({ status: 'ok' });
+      expect((await h.store.claim({ id: a, partition: 'other', token: token(), fingerprint: 'f', lockTtlMs })).status).toBe('acquired');
+      expect(await h.store.claim({ id: b, partition: 'other', token: token(), fingerprint: 'f', lockTtlMs })).toEqual({
+        status: 'completed',
+        result: 'B',
+      });
+    });
+
     it('keeps records of different ids apart', async () => {
       const [a, b] = [newId(), newId()];
       const [ta, tb] = [token(), token()];
