@@ -1,8 +1,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { IdempotencyError } from '../src/errors';
-import type { IdempotencyStore } from '../src/store';
 import { RECORD_OVERHEAD_BYTES } from '../src/stores/memoryRecords';
 import { createMemoryStore } from '../src/stores/memoryStore';
 import type { MemoryStoreOptions } from '../src/stores/memoryStore';
@@ -14,15 +13,16 @@ const DAY = 24 * 60 * 60 * 1000;
 const setup = (options: MemoryStoreOptions = {}) => {
   const clock = createManualClock();
   const store = createMemoryStore({ clock, ...options });
-  const claim = (partition: string, id: string, token = `t-${id}`, lockTtlMs = 60_000) =>
+  const claim = (partition: string, id: string, { token = `t-${id}`, lockTtlMs = 60_000 } = {}) =>
     store.claim({ id, partition, token, fingerprint: '', lockTtlMs });
-  const complete = (id: string, result = `r-${id}`, ttlMs = DAY, token = `t-${id}`) => store.complete({ id, token, result, ttlMs });
-  const pay = async (partition: string, id: string, result?: string, ttlMs?: number) => {
+  const complete = (id: string, { result = `r-${id}`, ttlMs = DAY, token = `t-${id}` } = {}) =>
+    store.complete({ id, token, result, ttlMs });
+  const pay = async (partition: string, id: string, stored: { result?: string; ttlMs?: number } = {}) => {
     expect((await claim(partition, id)).status).toBe('acquired');
-    expect(await complete(id, result, ttlMs)).toEqual({ status: 'ok' });
+    expect(await complete(id, stored)).toEqual({ status: 'ok' });
   };
   /** What a retry of `id` would get: 'completed' (replays) or 'acquired' (runs again). */
-  const retry = async (partition: string, id: string) => (await claim(partition, id, `retry-${id}-${Math.random()}`)).status;
+  const retry = async (partition: string, id: string) => (await claim(partition, id, { token: `retry-${id}-${Math.random()}` })).status;
   return { clock, store, claim, complete, pay, retry };
 };
 
@@ -91,7 +91,7 @@ describe('createMemoryStore: byte budget', () => {
   it('keeps no more result bytes than maxBytes, evicting the oldest finished records', async () => {
     const maxBytes = 5 * size('k0', 10_000) + 100;
     const s = setup({ maxBytes });
-    for (let i = 0; i < 10; i++) await s.pay('p', `k${i}`, result(10_000, `r${i}`));
+    for (let i = 0; i < 10; i++) await s.pay('p', `k${i}`, { result: result(10_000, `r${i}`) });
     const replaying: string[] = [];
     // Oldest first: a retry that runs again would itself take room, so check the newest first.
     for (let i = 9; i >= 0; i--) if ((await s.retry('p', `k${i}`)) === 'completed') replaying.push(`k${i}`);
@@ -100,14 +100,14 @@ describe('createMemoryStore: byte budget', () => {
 
   it("keeps a victim's record while another partition stores more bytes than the whole budget", async () => {
     const s = setup({ maxBytes: 200_000 });
-    await s.pay('victim', 'K', 'victim result');
-    for (let i = 0; i < 40; i++) await s.pay('attacker', `a${i}`, result(10_000, `a${i}`));
-    expect(await s.claim('victim', 'K', 'x')).toEqual({ status: 'completed', result: 'victim result' });
+    await s.pay('victim', 'K', { result: 'victim result' });
+    for (let i = 0; i < 40; i++) await s.pay('attacker', `a${i}`, { result: result(10_000, `a${i}`) });
+    expect(await s.claim('victim', 'K', { token: 'x' })).toEqual({ status: 'completed', result: 'victim result' });
   });
 
   it('caps a partition at maxBytesPerPartition from its own records', async () => {
     const s = setup({ maxBytesPerPartition: 3 * size('a0', 10_000) });
-    for (let i = 0; i < 5; i++) await s.pay('a', `a${i}`, result(10_000, `a${i}`));
+    for (let i = 0; i < 5; i++) await s.pay('a', `a${i}`, { result: result(10_000, `a${i}`) });
     expect(await s.retry('a', 'a4')).toBe('completed');
     expect(await s.retry('a', 'a0')).toBe('acquired');
   });
@@ -115,18 +115,18 @@ describe('createMemoryStore: byte budget', () => {
   it('refuses to store a result that can never fit, and keeps the key in progress (never released)', async () => {
     const s = setup({ maxBytes: 10_000 });
     await s.claim('p', 'k');
-    const error = await errorOf(s.complete('k', result(20_000, 'big')));
+    const error = await errorOf(s.complete('k', { result: result(20_000, 'big') }));
     expect(error.code).toBe('STORE_UNAVAILABLE');
     expect((await s.retry('p', 'k'))).toBe('in_progress');
   });
 
   it('counts what it replaced: a record claimed anew frees its old result bytes', async () => {
     const s = setup({ maxBytes: 2 * size('other', 10_000) });
-    await s.pay('p', 'k', result(10_000, 'one'), 1_000);
+    await s.pay('p', 'k', { result: result(10_000, 'one'), ttlMs: 1_000 });
     await s.clock.advance(2_000);
     // The expired record's bytes are returned when 'k' is claimed again, so both fit without evicting 'other'.
-    await s.pay('p', 'other', result(10_000, 'other'));
-    await s.pay('p', 'k', result(10_000, 'two'));
+    await s.pay('p', 'other', { result: result(10_000, 'other') });
+    await s.pay('p', 'k', { result: result(10_000, 'two') });
     expect(await s.retry('p', 'other')).toBe('completed');
     expect(await s.retry('p', 'k')).toBe('completed');
   });
@@ -135,7 +135,7 @@ describe('createMemoryStore: byte budget', () => {
 describe('createMemoryStore: running claims', () => {
   it('refuses a partition past maxRunningPerPartition with QUOTA_EXCEEDED, while other partitions still claim', async () => {
     const s = setup({ maxRunningPerPartition: 3 });
-    for (let i = 0; i < 3; i++) expect((await s.claim('flood', `f${i}`, `t${i}`, 6_000)).status).toBe('acquired');
+    for (let i = 0; i < 3; i++) expect((await s.claim('flood', `f${i}`, { token: `t${i}`, lockTtlMs: 6_000 })).status).toBe('acquired');
     const error = await errorOf(s.claim('flood', 'f3'));
     expect(error.code).toBe('QUOTA_EXCEEDED');
     expect(error.retryAfterMs).toBe(1_000);
@@ -147,8 +147,8 @@ describe('createMemoryStore: running claims', () => {
 
   it('lets a partition at its running cap take the slot of a crashed claim (lease over)', async () => {
     const s = setup({ maxRunningPerPartition: 2 });
-    await s.claim('p', 'a', 'ta', 1_000);
-    await s.claim('p', 'b', 'tb', 60_000);
+    await s.claim('p', 'a', { token: 'ta', lockTtlMs: 1_000 });
+    await s.claim('p', 'b', { token: 'tb', lockTtlMs: 60_000 });
     await s.clock.advance(1_001);
     expect((await s.claim('p', 'c')).status).toBe('acquired');
     expect(await s.store.complete({ id: 'a', token: 'ta', result: 'late', ttlMs: DAY })).toEqual({ status: 'lost' });
@@ -172,7 +172,7 @@ describe('createMemoryStore: running claims', () => {
 describe('createMemoryStore: expiry, renewal and fences (issue 14)', () => {
   it('evicts an expired record before any live one when full', async () => {
     const s = setup({ maxEntries: 3 });
-    await s.pay('p', 'short', 'r', 1_000);
+    await s.pay('p', 'short', { result: 'r', ttlMs: 1_000 });
     await s.pay('p', 'b');
     await s.pay('p', 'c');
     await s.clock.advance(2_000);
@@ -183,18 +183,18 @@ describe('createMemoryStore: expiry, renewal and fences (issue 14)', () => {
 
   it('keeps a renewed record alive past the end of its first lease and grace period', async () => {
     const s = setup();
-    await s.claim('p', 'k', 'owner', 60_000);
+    await s.claim('p', 'k', { token: 'owner', lockTtlMs: 60_000 });
     // Renew every 30 s for 5 minutes: well past claim + lease + 60 s grace.
     for (let t = 0; t < 300_000; t += 30_000) {
       await s.clock.advance(30_000);
       expect(await s.store.renew({ id: 'k', token: 'owner', lockTtlMs: 60_000 })).toEqual({ status: 'ok' });
     }
-    expect((await s.claim('p', 'k', 'intruder')).status).toBe('in_progress');
-    expect(await s.complete('k', 'r', DAY, 'owner')).toEqual({ status: 'ok' });
+    expect((await s.claim('p', 'k', { token: 'intruder' })).status).toBe('in_progress');
+    expect(await s.complete('k', { result: 'r', ttlMs: DAY, token: 'owner' })).toEqual({ status: 'ok' });
   });
 
   const fenceOf = async (s: ReturnType<typeof setup>, id: string, token: string) => {
-    const outcome = await s.claim('p', id, token);
+    const outcome = await s.claim('p', id, { token });
     if (outcome.status !== 'acquired') throw new Error(`expected acquired, got ${outcome.status}`);
     return outcome.fence;
   };
@@ -207,7 +207,7 @@ describe('createMemoryStore: expiry, renewal and fences (issue 14)', () => {
       await s.store.release({ id: 'k', token: `t${i}` });
     }
     await s.clock.advance(1);
-    await s.complete('k', 'r', 1, 'never'); // not the owner: no effect
+    await s.complete('k', { result: 'r', ttlMs: 1, token: 'never' }); // not the owner: no effect
     await s.clock.advance(24 * 60 * 60 * 1000); // released record forgotten
     expect(await fenceOf(s, 'k', 'next')).toBeGreaterThan(fence);
   });
@@ -219,7 +219,7 @@ describe('createMemoryStore: expiry, renewal and fences (issue 14)', () => {
       fence = await fenceOf(s, 'k', `t${i}`);
       if (i < 4) await s.store.release({ id: 'k', token: `t${i}` });
     }
-    await s.complete('k', 'r', DAY, 't4');
+    await s.complete('k', { result: 'r', ttlMs: DAY, token: 't4' });
     await s.clock.advance(1);
     await s.pay('p', 'x');
     await s.pay('p', 'y'); // evicts 'k', the oldest finished
@@ -242,25 +242,19 @@ describe('createMemoryStore: nothing keeps a replaced or expired result alive', 
   const MB = 1024 * 1024;
   // An external string: its 40 MiB are counted in `external` and freed as soon as nothing references it.
   const big = (): string => Buffer.alloc(40 * MB, 120).toString('latin1');
-  let store: IdempotencyStore | undefined;
-  afterEach(() => {
-    store = undefined;
-  });
 
   it('frees a result whose record expired and was claimed anew', async () => {
     const s = setup({ maxBytes: 2 ** 40 });
-    store = s.store;
-    await s.pay('p', 'k', big(), 1_000);
+    await s.pay('p', 'k', { result: big(), ttlMs: 1_000 });
     const before = await used();
     await s.clock.advance(2_000);
-    await s.pay('p', 'k', 'small');
+    await s.pay('p', 'k', { result: 'small' });
     expect(before - (await used())).toBeGreaterThan(30 * MB);
   });
 
   it('frees an expired result at the next claim of any key', async () => {
     const s = setup({ maxBytes: 2 ** 40 });
-    store = s.store;
-    await s.pay('p', 'k', big(), 1_000);
+    await s.pay('p', 'k', { result: big(), ttlMs: 1_000 });
     const before = await used();
     await s.clock.advance(2_000);
     await s.claim('p', 'unrelated');
@@ -269,8 +263,7 @@ describe('createMemoryStore: nothing keeps a replaced or expired result alive', 
 
   it('frees a result its record was evicted for', async () => {
     const s = setup({ maxEntries: 2, maxBytes: 2 ** 40 });
-    store = s.store;
-    await s.pay('p', 'k', big());
+    await s.pay('p', 'k', { result: big() });
     const before = await used();
     await s.pay('p', 'x');
     await s.pay('p', 'y');

@@ -8,7 +8,7 @@ import { createIndexedHeap } from './indexedHeap';
 export const RECORD_OVERHEAD_BYTES = 512;
 
 /** Bytes a record is counted for: 2 per UTF-16 unit of its strings (the most V8 holds) plus the overhead. */
-export const recordBytes = (id: string, token: string, fingerprint: string, result: string): number =>
+export const recordBytes = ({ id, token, fingerprint }: Pick<Rec, 'id' | 'token' | 'fingerprint'>, result: string): number =>
   RECORD_OVERHEAD_BYTES + 2 * (id.length + token.length + fingerprint.length + result.length);
 
 /** One record of the memory store. It sits in exactly one of its partition's `running`, `released`, `completed`. */

@@ -177,7 +177,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
    * Gives up one record of `p` that costs nobody a second run, or, unless `harmlessOnly`, its oldest completed
    * record. Expired records are gone already (swept first). `self` (a record being completed) is never taken.
    */
-  const reclaim = (p: Partition, now: number, self: Rec | undefined, harmlessOnly: boolean): boolean => {
+  const reclaim = (p: Partition, now: number, { self, harmlessOnly }: { self: Rec | undefined; harmlessOnly: boolean }): boolean => {
     const crashed = p.running.peek();
     const victim =
       crashed && crashed !== self && crashed.leaseUntil <= now
@@ -205,7 +205,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
     }
     sweep(now, Number.POSITIVE_INFINITY);
     while (!partFits()) {
-      if (!reclaim(p, now, need.self, false)) {
+      if (!reclaim(p, now, { self: need.self, harmlessOnly: false })) {
         throw new IdempotencyError(
           'QUOTA_EXCEEDED',
           `this caller's share of the memory store is full (${partEntries} records, ${partBytes} bytes) and every record in it is still in progress; retry later`,
@@ -224,8 +224,8 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       // Fair share: 1/N of the store among the N partitions holding records. A newcomer does not count: with
       // every holder at its fair share, admitting it would take a record from someone who holds no more than theirs.
       const flooding = largest === p || share(largest) * byShare.size > 1 + 1e-9;
-      if (flooding && reclaim(largest, now, need.self, false)) continue;
-      if (reclaim(p, now, need.self, true)) continue;
+      if (flooding && reclaim(largest, now, { self: need.self, harmlessOnly: false })) continue;
+      if (reclaim(p, now, { self: need.self, harmlessOnly: true })) continue;
       throw new IdempotencyError(
         'STORE_UNAVAILABLE',
         `memory store is full (${maxEntries} records, ${maxBytes} bytes) and no record may be evicted for this caller (raise maxEntries or maxBytes)`,
@@ -254,10 +254,10 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
   };
 
   /** Turns an in-progress record into a finished one, in place, counting its new size. */
-  const finish = (r: Rec, state: 'completed' | 'released', result: string, expiresAt: number): void => {
+  const finish = (r: Rec, { state, result, expiresAt }: { state: 'completed' | 'released'; result: string; expiresAt: number }): void => {
     r.part.running.remove(r);
     leases.remove(r);
-    const bytes = recordBytes(r.id, r.token, r.fingerprint, result);
+    const bytes = recordBytes(r, result);
     account(r.part, 0, bytes - r.bytes);
     r.bytes = bytes;
     r.state = state;
@@ -287,7 +287,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       const takeover = r?.state === 'in_progress';
       if (r) drop(r);
       const p = partitionOf(partition);
-      const bytes = recordBytes(id, token, fingerprint, '');
+      const bytes = recordBytes({ id, token, fingerprint }, '');
       try {
         if (p.running.size >= partRunning) {
           const oldest = p.running.peek() as Rec;
@@ -346,8 +346,8 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       if (r?.state !== 'in_progress') return { status: 'lost' };
       // May throw when the result does not fit: the record then stays in progress (never released), and the
       // middleware keeps trying to store it.
-      makeRoom(r.part, { entries: 0, bytes: recordBytes(id, token, r.fingerprint, result) - r.bytes, self: r }, now);
-      finish(r, 'completed', result, now + ttlMs);
+      makeRoom(r.part, { entries: 0, bytes: recordBytes(r, result) - r.bytes, self: r }, now);
+      finish(r, { state: 'completed', result, expiresAt: now + ttlMs });
       return { status: 'ok' };
     },
 
@@ -356,7 +356,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       const r = owned(id, token, now);
       if (r?.state === 'released') return { status: 'ok' };
       if (r?.state !== 'in_progress') return { status: 'lost' };
-      finish(r, 'released', '', now + DEFAULTS.releasedTtlMs);
+      finish(r, { state: 'released', result: '', expiresAt: now + DEFAULTS.releasedTtlMs });
       return { status: 'ok' };
     },
 
