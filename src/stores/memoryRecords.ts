@@ -2,8 +2,9 @@ import type { IndexedHeap } from './indexedHeap';
 import { createIndexedHeap } from './indexedHeap';
 
 /**
- * What one record costs beyond its strings: the record object, its Map slot and heap slots, measured at about
- * 400 bytes on Node 22 (`test/memoryStore.bytes.test.ts` checks the order of magnitude) and rounded up.
+ * What one record is counted for beyond its strings: the record object (about 15 fields), its Map slot and its
+ * heap and list slots. An estimate on the generous side, not a measurement: the budget is a bound, not a
+ * heap profile.
  */
 export const RECORD_OVERHEAD_BYTES = 512;
 
