@@ -24,7 +24,7 @@ const main = async (): Promise<void> => {
     const result = JSON.stringify({ json: { id: 1, createdAt: new Date().toISOString(), total: 42 }, meta: { values: { createdAt: ['Date'] } } });
     const fingerprint = 'f'.repeat(43);
     for (let i = 0; i < POOL; i++) {
-      await store.claim({ id: `r${i}`, token: 't', fingerprint, lockTtlMs: 10_000 });
+      await store.claim({ id: `r${i}`, partition: 'p', token: 't', fingerprint, lockTtlMs: 10_000 });
       await store.complete({ id: `r${i}`, token: 't', result, ttlMs: 600_000 });
       await redis.set(`store-only:g${i}`, result);
     }
@@ -32,12 +32,12 @@ const main = async (): Promise<void> => {
     let seq = 0;
     const loops: Array<[string, (key: string) => Promise<unknown>]> = [
       ['ioredis GET', (key) => redis.get(`store-only:g${key}`)],
-      ['store replay (claim of a completed key)', (key) => store.claim({ id: `r${key}`, token: 'x', fingerprint, lockTtlMs: 10_000 })],
+      ['store replay (claim of a completed key)', (key) => store.claim({ id: `r${key}`, partition: 'p', token: 'x', fingerprint, lockTtlMs: 10_000 })],
       [
         'store fresh (claim + complete)',
         async () => {
           const id = `f${seq++}`;
-          await store.claim({ id, token: 't', fingerprint, lockTtlMs: 10_000 });
+          await store.claim({ id, partition: 'p', token: 't', fingerprint, lockTtlMs: 10_000 });
           await store.complete({ id, token: 't', result, ttlMs: 60_000 });
         },
       ],

@@ -26,6 +26,10 @@ export const DEFAULTS = {
   completeRetryDelayMs: 50,
   /** Memory store: records kept at most. */
   maxEntries: 10_000,
+  /** Memory store: bytes kept at most (result text at 2 bytes per UTF-16 unit, plus a fixed overhead per record). */
+  maxBytes: 64 * 1024 * 1024,
+  /** Memory store: in-progress claims one partition (scope) may hold at once. */
+  maxRunningPerPartition: 1_000,
   /**
    * How long an in-progress record outlives its lease, so a crashed owner's key is taken over (`takeover: true`)
    * rather than looking fresh; then it is cleaned up. Memory store; the Redis store's `leaseGraceMs` default.

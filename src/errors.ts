@@ -6,12 +6,13 @@ export type IdempotencyErrorCode =
   | 'MISMATCH'
   | 'NOT_STORED'
   | 'STORE_UNAVAILABLE'
+  | 'QUOTA_EXCEEDED'
   | 'RECORD_CORRUPT'
   | 'LEASE_LOST'
   | 'INVALID_OPTION';
 
 export interface IdempotencyErrorOptions extends ErrorOptions {
-  /** For IN_PROGRESS and STORE_UNAVAILABLE: when a retry may succeed. */
+  /** For IN_PROGRESS, STORE_UNAVAILABLE and QUOTA_EXCEEDED: when a retry may succeed. */
   retryAfterMs?: number | undefined;
 }
 

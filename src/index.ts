@@ -25,6 +25,7 @@ export type {
   WaitOutcome,
   WaitRequest,
 } from './store';
+export { GLOBAL_PARTITION } from './store';
 export type { MemoryStoreOptions } from './stores/memoryStore';
 export { createMemoryStore } from './stores/memoryStore';
 export type { IdempotencyErrorData, KeyStatus } from './wire';

@@ -17,6 +17,9 @@
  * hang the request. The Redis store does this with `operationTimeoutMs`.
  */
 
+/** The partition of calls that have no scope (see `ClaimRequest.partition`); never a SHA-256 in base64url. */
+export const GLOBAL_PARTITION = 'global';
+
 /** Identifies one record. `id` is already a hash of (scope, path, key): stores never see raw keys. */
 export interface RecordRef {
   /** Record identity, e.g. `3q2-7w...` (URL-safe base64 of a SHA-256). */
@@ -24,6 +27,19 @@ export interface RecordRef {
 }
 
 export interface ClaimRequest extends RecordRef {
+  /**
+   * Which caller population the record belongs to: an opaque id derived from the middleware's `scope` (a SHA-256,
+   * URL-safe base64, of the same scope value that goes into the record id; calls without a scope share the fixed
+   * partition `GLOBAL_PARTITION`). The `id` alone identifies the record: two claims with the same `id` meet the
+   * same record whatever their partitions say, and a store never needs the partition to find one.
+   *
+   * A store may use it for quotas and fair eviction only: to bound what one scope holds (entries, bytes, running
+   * claims), to refuse a scope over its quota, and to evict a flooding scope's own records rather than another
+   * scope's. The memory store does all of that (see `MemoryStoreOptions`). The Redis store ignores it: Redis
+   * memory is the operator's, and `maxmemory-policy` must be `noeviction` or a `volatile-*` policy (an
+   * `allkeys-*` policy may evict a live record, and its key would run again).
+   */
+  partition: string;
   /** Random token of this claim; only its holder may renew, complete or release. */
   token: string;
   /** Fingerprint of the request input; `''` means "do not compare". */

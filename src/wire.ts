@@ -109,9 +109,10 @@ export interface IdempotencyErrorData {
     | 'mismatch'
     | 'not_stored'
     | 'store_unavailable'
+    | 'quota_exceeded'
     | 'record_corrupt'
     | 'lease_lost'
     | 'invalid_option';
-  /** Retry after this many milliseconds (in-progress conflicts and store outages only). */
+  /** Retry after this many milliseconds (in-progress conflicts, store outages and quotas only). */
   retryAfterMs?: number;
 }

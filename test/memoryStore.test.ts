@@ -17,21 +17,21 @@ describe('createMemoryStore', () => {
   it('evicts the oldest finished records when full, never an in-progress claim', async () => {
     const clock = createManualClock();
     const store = createMemoryStore({ clock, maxEntries: 3 });
-    await store.claim({ id: 'live', token: 't', fingerprint: '', lockTtlMs: 60_000 });
+    await store.claim({ id: 'live', partition: 'p', token: 't', fingerprint: '', lockTtlMs: 60_000 });
     for (const id of ['a', 'b', 'c', 'd']) {
-      await store.claim({ id, token: id, fingerprint: '', lockTtlMs: 60_000 });
+      await store.claim({ id, partition: 'p', token: id, fingerprint: '', lockTtlMs: 60_000 });
       await store.complete({ id, token: id, result: id, ttlMs: 60_000 });
     }
-    expect((await store.claim({ id: 'live', token: 'x', fingerprint: '', lockTtlMs: 60_000 })).status).toBe('in_progress');
-    expect(await store.claim({ id: 'd', token: 'x', fingerprint: '', lockTtlMs: 60_000 })).toEqual({ status: 'completed', result: 'd' });
+    expect((await store.claim({ id: 'live', partition: 'p', token: 'x', fingerprint: '', lockTtlMs: 60_000 })).status).toBe('in_progress');
+    expect(await store.claim({ id: 'd', partition: 'p', token: 'x', fingerprint: '', lockTtlMs: 60_000 })).toEqual({ status: 'completed', result: 'd' });
     // 'a' and 'b' were evicted to make room.
-    expect((await store.claim({ id: 'a', token: 'x', fingerprint: '', lockTtlMs: 60_000 })).status).toBe('acquired');
+    expect((await store.claim({ id: 'a', partition: 'p', token: 'x', fingerprint: '', lockTtlMs: 60_000 })).status).toBe('acquired');
   });
 
   it('skips a finished id that was claimed again when evicting, and keeps evicting oldest first over many rounds', async () => {
     const clock = createManualClock();
     const store = createMemoryStore({ clock, maxEntries: 3 });
-    const claim = (id: string, token = id) => store.claim({ id, token, fingerprint: '', lockTtlMs: 60_000 });
+    const claim = (id: string, token = id) => store.claim({ id, partition: 'p', token, fingerprint: '', lockTtlMs: 60_000 });
     await claim('b');
     await store.release({ id: 'b', token: 'b' }); // 'b' is queued as finished...
     await claim('b', 'b2'); // ...then running again: its queue entry is stale
@@ -48,7 +48,7 @@ describe('createMemoryStore', () => {
   it('evicts by the record that finished, not by a stale queue entry of the same id', async () => {
     const clock = createManualClock();
     const store = createMemoryStore({ clock, maxEntries: 3 });
-    const claim = (id: string, token = id) => store.claim({ id, token, fingerprint: '', lockTtlMs: 60_000 });
+    const claim = (id: string, token = id) => store.claim({ id, partition: 'p', token, fingerprint: '', lockTtlMs: 60_000 });
     const complete = (id: string, token = id) => store.complete({ id, token, result: id, ttlMs: 600_000 });
     await claim('b');
     await complete('b');
@@ -68,21 +68,21 @@ describe('createMemoryStore', () => {
   it('keeps a crashed claim past its lease for a grace period, so the next claim is a takeover', async () => {
     const clock = createManualClock();
     const store = createMemoryStore({ clock });
-    await store.claim({ id: 'k', token: 'crashed', fingerprint: '', lockTtlMs: 1_000 });
+    await store.claim({ id: 'k', partition: 'p', token: 'crashed', fingerprint: '', lockTtlMs: 1_000 });
     await clock.advance(30_000);
-    expect(await store.claim({ id: 'k', token: 'next', fingerprint: '', lockTtlMs: 1_000 })).toMatchObject({ takeover: true });
+    expect(await store.claim({ id: 'k', partition: 'p', token: 'next', fingerprint: '', lockTtlMs: 1_000 })).toMatchObject({ takeover: true });
   });
 
   it('fails closed when every slot holds a live claim', async () => {
     const clock = createManualClock();
     const store = createMemoryStore({ clock, maxEntries: 2 });
-    await store.claim({ id: 'a', token: 'a', fingerprint: '', lockTtlMs: 60_000 });
-    await store.claim({ id: 'b', token: 'b', fingerprint: '', lockTtlMs: 60_000 });
-    const error = await store.claim({ id: 'c', token: 'c', fingerprint: '', lockTtlMs: 60_000 }).catch((e: unknown) => e);
+    await store.claim({ id: 'a', partition: 'pa', token: 'a', fingerprint: '', lockTtlMs: 60_000 });
+    await store.claim({ id: 'b', partition: 'pb', token: 'b', fingerprint: '', lockTtlMs: 60_000 });
+    const error = await store.claim({ id: 'c', partition: 'pc', token: 'c', fingerprint: '', lockTtlMs: 60_000 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(IdempotencyError);
     expect((error as IdempotencyError).code).toBe('STORE_UNAVAILABLE');
     await clock.advance(60_001);
-    expect((await store.claim({ id: 'c', token: 'c', fingerprint: '', lockTtlMs: 60_000 })).status).toBe('acquired');
+    expect((await store.claim({ id: 'c', partition: 'pc', token: 'c', fingerprint: '', lockTtlMs: 60_000 })).status).toBe('acquired');
   });
 
   it('rejects a bad maxEntries at once, naming it', () => {
@@ -92,7 +92,7 @@ describe('createMemoryStore', () => {
   it('leaves no timer behind after a waiter settles', async () => {
     const clock = createManualClock();
     const store = createMemoryStore({ clock });
-    await store.claim({ id: 'k', token: 't', fingerprint: '', lockTtlMs: 60_000 });
+    await store.claim({ id: 'k', partition: 'p', token: 't', fingerprint: '', lockTtlMs: 60_000 });
     const waiting = store.wait({ id: 'k', timeoutMs: 10_000 });
     expect(clock.pending()).toBe(1);
     await store.complete({ id: 'k', token: 't', result: 'r', ttlMs: 1000 });

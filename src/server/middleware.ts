@@ -13,6 +13,7 @@ import { execute, replay } from './keyedCall';
 import { renewInterval } from './lease';
 import type { ResolvedGlobalOptions } from './options';
 import { reportKey } from './reporting';
+import { partitionOf } from './partition';
 import { keyMissing, resolveKey } from './resolveKey';
 import { toTRPCError } from './trpcErrors';
 
@@ -51,7 +52,7 @@ const newToken = (): string => `${TOKEN_PREFIX}.${(tokenCounter++).toString(36)}
 const recordId = (scope: string, path: string, key: string): string => sha256Base64url(JSON.stringify([scope, path, key]));
 
 const storeUnavailable = (error: unknown): IdempotencyError =>
-  isIdempotencyError(error) && (error.code === 'RECORD_CORRUPT' || error.code === 'STORE_UNAVAILABLE')
+  isIdempotencyError(error) && (error.code === 'RECORD_CORRUPT' || error.code === 'STORE_UNAVAILABLE' || error.code === 'QUOTA_EXCEEDED')
     ? error
     : new IdempotencyError('STORE_UNAVAILABLE', 'the idempotency store cannot be reached; the procedure was not run', {
         cause: error,
@@ -109,7 +110,8 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
       // '[object Object]' would put every caller in one scope: refuse rather than share.
       throw toTRPCError(new IdempotencyError('INVALID_OPTION', `scope() must return a string or number, got ${typeof scope}`));
     }
-    const keyHash = recordId(scope === undefined || scope === null ? '' : String(scope), path, key);
+    const scopeText = scope === undefined || scope === null ? '' : String(scope);
+    const keyHash = recordId(scopeText, path, key);
     let fingerprint: string;
     try {
       const { fingerprint: how } = options;
@@ -121,12 +123,13 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
     }
     const call: KeyedCall = { opts, carrier, key, batchIndex, keyHash, token: newToken(), startedAt, claimedAt: startedAt };
     const deadline = startedAt + options.waitTimeoutMs;
+    const partition = partitionOf(scopeText);
 
     for (;;) {
       call.claimedAt = now();
       let outcome: ClaimOutcome;
       try {
-        outcome = await store.claim({ id: keyHash, token: call.token, fingerprint, lockTtlMs: options.lockTtlMs });
+        outcome = await store.claim({ id: keyHash, partition, token: call.token, fingerprint, lockTtlMs: options.lockTtlMs });
       } catch (error) {
         const failure = storeUnavailable(error);
         const failOpen = failure.code === 'STORE_UNAVAILABLE' && options.onStoreError === 'fail-open';

@@ -10,6 +10,9 @@ const TRPC_CODES = {
   MISMATCH: 'UNPROCESSABLE_CONTENT',
   NOT_STORED: 'CONFLICT',
   STORE_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
+  // A per-scope quota of the store (e.g. the memory store's running claims per partition): this caller is asked
+  // to slow down, the store itself is fine.
+  QUOTA_EXCEEDED: 'TOO_MANY_REQUESTS',
   RECORD_CORRUPT: 'INTERNAL_SERVER_ERROR',
   LEASE_LOST: 'CONFLICT',
   INVALID_OPTION: 'INTERNAL_SERVER_ERROR',
@@ -22,6 +25,7 @@ const REASONS = {
   MISMATCH: 'mismatch',
   NOT_STORED: 'not_stored',
   STORE_UNAVAILABLE: 'store_unavailable',
+  QUOTA_EXCEEDED: 'quota_exceeded',
   RECORD_CORRUPT: 'record_corrupt',
   LEASE_LOST: 'lease_lost',
   INVALID_OPTION: 'invalid_option',

@@ -13,14 +13,60 @@ import type {
   WaitOutcome,
   WaitRequest,
 } from '../store';
+import { createIndexedHeap } from './indexedHeap';
+import type { Partition, Rec } from './memoryRecords';
+import { append, newPartition, recordBytes, unlink } from './memoryRecords';
 
+/**
+ * Bounds of the memory store. Records are kept per partition (the scope of the call, see
+ * `ClaimRequest.partition`). When a claim or a result needs room:
+ * 1. expired records go first, whoever they belong to;
+ * 2. a partition over its own cap (`maxEntriesPerPartition`, `maxBytesPerPartition`) gives up its own records:
+ *    crashed claims (lease over), then released records (no result), then its oldest completed records; with
+ *    nothing of its own to give up (only live claims), the claim fails with QUOTA_EXCEEDED (429);
+ * 3. when the whole store is full (`maxEntries`, `maxBytes`), records are taken from the partition that holds
+ *    the largest share of the store, only if that is the claimant itself or a partition holding more than its
+ *    fair share (1/N of the store, N = partitions holding records). A partition at or under its
+ *    fair share never loses a completed record to another partition's traffic; when nobody is over, the claimant
+ *    may give up only its own crashed claims and released records, and otherwise fails with STORE_UNAVAILABLE
+ *    (503, retryable). An in-progress claim with a live lease is never evicted.
+ *
+ * Every bound is checked against counters in O(1); making room costs O(log n) per record removed (indexed heaps
+ * and per-partition lists, which hold nothing but the current records). Without `scope`, every call shares one
+ * partition and the store behaves as one pool, oldest finished record first.
+ */
 export interface MemoryStoreOptions {
   /**
-   * Records kept at most. When full, expired records go first, then the oldest completed or released ones; an
-   * in-progress claim is never evicted (a claim that finds only live claims fails with STORE_UNAVAILABLE).
+   * Records kept at most, across all partitions.
    * @default 10000
    */
   maxEntries?: number;
+  /**
+   * Bytes kept at most, across all partitions: each record counts 2 bytes per UTF-16 unit of its result, id,
+   * token and fingerprint (the most V8 holds for a string) plus a fixed 512 bytes. Keep it well above the
+   * middleware's `maxResultBytes`: a result that cannot fit is never stored (its key stays in progress).
+   * @default 67108864 (64 MiB)
+   */
+  maxBytes?: number;
+  /**
+   * Records one partition keeps at most; past it, the partition evicts its own oldest finished records.
+   * At most `maxEntries`.
+   * @default maxEntries
+   */
+  maxEntriesPerPartition?: number;
+  /**
+   * Bytes one partition keeps at most, counted as for `maxBytes`; past it, the partition evicts its own oldest
+   * finished records. At most `maxBytes`.
+   * @default maxBytes
+   */
+  maxBytesPerPartition?: number;
+  /**
+   * In-progress claims one partition may hold at once; a claim past it fails with QUOTA_EXCEEDED (tRPC
+   * TOO_MANY_REQUESTS, retryable). Keeps one scope's slow mutations from filling the store. At most
+   * `maxEntriesPerPartition`.
+   * @default 1000
+   */
+  maxRunningPerPartition?: number;
   /**
    * The store's time source. Inject a manual clock in tests.
    * @default systemClock
@@ -28,32 +74,169 @@ export interface MemoryStoreOptions {
   clock?: Clock;
 }
 
-type Entry =
-  | { state: 'in_progress'; token: string; fingerprint: string; fence: number; leaseUntil: number; expiresAt: number }
-  | { state: 'completed'; token: string; fingerprint: string; fence: number; result: string; expiresAt: number }
-  | { state: 'released'; token: string; fence: number; expiresAt: number };
+const positiveInteger = (name: string, value: number): number => {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new IdempotencyError('INVALID_OPTION', `createMemoryStore: ${name} must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+};
 
 /**
  * An in-process store: the zero-configuration default. It dedupes within one process only; use the Redis store
  * when several processes serve the same mutations.
  */
 export const createMemoryStore = (options: MemoryStoreOptions = {}): IdempotencyStore => {
-  const maxEntries = options.maxEntries ?? DEFAULTS.maxEntries;
-  if (!Number.isInteger(maxEntries) || maxEntries < 1) {
-    throw new IdempotencyError('INVALID_OPTION', `createMemoryStore: maxEntries must be a positive integer, got ${String(maxEntries)}`);
-  }
+  const maxEntries = positiveInteger('maxEntries', options.maxEntries ?? DEFAULTS.maxEntries);
+  const maxBytes = positiveInteger('maxBytes', options.maxBytes ?? DEFAULTS.maxBytes);
+  const partEntries = Math.min(maxEntries, positiveInteger('maxEntriesPerPartition', options.maxEntriesPerPartition ?? maxEntries));
+  const partBytes = Math.min(maxBytes, positiveInteger('maxBytesPerPartition', options.maxBytesPerPartition ?? maxBytes));
+  const partRunning = Math.min(
+    partEntries,
+    positiveInteger('maxRunningPerPartition', options.maxRunningPerPartition ?? DEFAULTS.maxRunningPerPartition),
+  );
   const clock = options.clock ?? systemClock;
-  const entries = new Map<string, Entry>();
-  const waiters = new Map<string, Set<() => void>>();
 
-  const live = (id: string, now: number): Entry | undefined => {
-    const entry = entries.get(id);
-    if (entry && entry.expiresAt <= now) {
-      entries.delete(id);
+  const records = new Map<string, Rec>();
+  const partitions = new Map<string, Partition>();
+  const waiters = new Map<string, Set<() => void>>();
+  let totalBytes = 0;
+
+  /** Every record, soonest expiry first. */
+  const expiry = createIndexedHeap<Rec>((a, b) => a.expiresAt < b.expiresAt, {
+    get: (r) => r.expiryIndex,
+    set: (r, i) => (r.expiryIndex = i),
+  });
+  /** Every in-progress record, the lease that ends first on top: crashed claims anyone may give up. */
+  const leases = createIndexedHeap<Rec>((a, b) => a.leaseUntil < b.leaseUntil, {
+    get: (r) => r.leaseIndex,
+    set: (r, i) => (r.leaseIndex = i),
+  });
+  /** A partition's share of the store: the larger of its entry and byte shares (one number for two bounds). */
+  const share = (p: Partition): number => Math.max(p.entries / maxEntries, p.bytes / maxBytes);
+  /** Partitions holding records, largest share first. */
+  const byShare = createIndexedHeap<Partition>((a, b) => share(a) > share(b), {
+    get: (p) => p.heapIndex,
+    set: (p, i) => (p.heapIndex = i),
+  });
+
+  const partitionOf = (id: string): Partition => {
+    let p = partitions.get(id);
+    if (!p) partitions.set(id, (p = newPartition(id)));
+    return p;
+  };
+  /** Counts `entries` and `bytes` more (or less) against the record's partition and the store. */
+  const account = (p: Partition, entries: number, bytes: number): void => {
+    const wasEmpty = p.entries === 0;
+    p.entries += entries;
+    p.bytes += bytes;
+    totalBytes += bytes;
+    if (p.entries === 0) {
+      byShare.remove(p);
+      partitions.delete(p.id);
+    } else if (wasEmpty) byShare.push(p);
+    else byShare.update(p);
+  };
+
+  /** Removes a record from every structure at once: nothing keeps it (or its result) alive afterwards. */
+  const drop = (r: Rec): void => {
+    records.delete(r.id);
+    expiry.remove(r);
+    if (r.state === 'in_progress') {
+      r.part.running.remove(r);
+      leases.remove(r);
+    } else unlink(r.state === 'completed' ? r.part.completed : r.part.released, r);
+    account(r.part, -1, -r.bytes);
+  };
+
+  /** Adds an in-progress record to every structure (its partition looked up again: it may have emptied). */
+  const insert = (r: Rec): void => {
+    const p = partitionOf(r.part.id);
+    r.part = p;
+    records.set(r.id, r);
+    expiry.push(r);
+    p.running.push(r);
+    leases.push(r);
+    account(p, 1, r.bytes);
+  };
+
+  /** Drops records whose time is over, soonest first, at most `limit` of them. */
+  const sweep = (now: number, limit: number): void => {
+    for (let top = expiry.peek(); top && top.expiresAt <= now && limit > 0; top = expiry.peek(), limit--) drop(top);
+  };
+
+  const live = (id: string, now: number): Rec | undefined => {
+    const r = records.get(id);
+    if (r && r.expiresAt <= now) {
+      drop(r);
       return undefined;
     }
-    return entry;
+    return r;
   };
+
+  /**
+   * Gives up one record of `p` that costs nobody a second run, or, unless `harmlessOnly`, its oldest completed
+   * record. Expired records are gone already (swept first). `self` (a record being completed) is never taken.
+   */
+  const reclaim = (p: Partition, now: number, { self, harmlessOnly }: { self: Rec | undefined; harmlessOnly: boolean }): boolean => {
+    const crashed = p.running.peek();
+    const victim =
+      crashed && crashed !== self && crashed.leaseUntil <= now
+        ? crashed
+        : (p.released.head ?? (harmlessOnly ? undefined : p.completed.head));
+    if (!victim) return false;
+    drop(victim);
+    return true;
+  };
+
+  /**
+   * Makes room for `entries` more records and `bytes` more bytes in partition `p`, or throws. See
+   * `MemoryStoreOptions` for the order.
+   */
+  const makeRoom = (p: Partition, need: { entries: number; bytes: number; self?: Rec }, now: number): void => {
+    const partFits = (): boolean => p.entries + need.entries <= partEntries && p.bytes + need.bytes <= partBytes;
+    const storeFits = (): boolean => records.size + need.entries <= maxEntries && totalBytes + need.bytes <= maxBytes;
+    if (partFits() && storeFits()) return;
+    if (need.bytes > partBytes) {
+      throw new IdempotencyError(
+        'STORE_UNAVAILABLE',
+        `a record of ${need.bytes} bytes can never fit in the memory store (maxBytesPerPartition ${partBytes}); raise it above maxResultBytes`,
+        { retryAfterMs: DEFAULTS.maxRetryAfterMs },
+      );
+    }
+    sweep(now, Number.POSITIVE_INFINITY);
+    while (!partFits()) {
+      if (!reclaim(p, now, { self: need.self, harmlessOnly: false })) {
+        throw new IdempotencyError(
+          'QUOTA_EXCEEDED',
+          `this caller's share of the memory store is full (${partEntries} records, ${partBytes} bytes) and every record in it is still in progress; retry later`,
+          { retryAfterMs: retryHint(p, now) },
+        );
+      }
+    }
+    while (!storeFits()) {
+      // A crashed claim (lease over) of any partition costs nobody a second run: anyone may take it over anyway.
+      const crashed = leases.peek();
+      if (crashed && crashed !== need.self && crashed.leaseUntil <= now) {
+        drop(crashed);
+        continue;
+      }
+      const largest = byShare.peek() as Partition;
+      // Fair share: 1/N of the store among the N partitions holding records. A newcomer does not count: with
+      // every holder at its fair share, admitting it would take a record from someone who holds no more than theirs.
+      const flooding = largest === p || share(largest) * byShare.size > 1 + 1e-9;
+      if (flooding && reclaim(largest, now, { self: need.self, harmlessOnly: false })) continue;
+      if (reclaim(p, now, { self: need.self, harmlessOnly: true })) continue;
+      throw new IdempotencyError(
+        'STORE_UNAVAILABLE',
+        `memory store is full (${maxEntries} records, ${maxBytes} bytes) and no record may be evicted for this caller (raise maxEntries or maxBytes)`,
+        { retryAfterMs: DEFAULTS.maxRetryAfterMs },
+      );
+    }
+  };
+
+  /** When the partition's oldest live lease ends, within the usual retry hint. */
+  const retryHint = (p: Partition, now: number): number =>
+    Math.min(DEFAULTS.maxRetryAfterMs, Math.max(1, (p.running.peek()?.leaseUntil ?? now) - now));
 
   const notify = (id: string): void => {
     const set = waiters.get(id);
@@ -62,158 +245,146 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
     for (const wake of set) wake();
   };
 
-  // No entry expires before this: a lower bound (expiry times only grow, deletions keep it valid), made exact by
-  // each sweep. A full store therefore sweeps for expired records only when one can exist, instead of scanning
-  // all maxEntries records on every new claim.
-  let earliestExpiry = Number.POSITIVE_INFINITY;
-  const put = (id: string, entry: Entry): void => {
-    entries.set(id, entry);
-    if (entry.expiresAt < earliestExpiry) earliestExpiry = entry.expiresAt;
+  /** Fences grow per claim and with the clock, so a record that expired or was evicted never restarts lower. */
+  const nextFence = (previous: number | undefined, now: number): number => Math.max((previous ?? 0) + 1, now * 1000);
+
+  const owned = (id: string, token: string, now: number): Rec | undefined => {
+    const r = live(id, now);
+    return r && r.token === token ? r : undefined;
   };
 
-  /**
-   * Finished records (completed or released) in the order they finished, oldest first. An item whose id now
-   * holds another record (claimed again, finished again, evicted) is stale and skipped: only the very record
-   * that was queued can be evicted by its item.
-   */
-  let finished: { id: string; entry: Entry }[] = [];
-  let head = 0;
-  const isCurrent = (item: { id: string; entry: Entry }): boolean => entries.get(item.id) === item.entry;
-  const compactFinished = (): void => {
-    if (head > 1024 && head * 2 > finished.length) {
-      finished = finished.slice(head);
-      head = 0;
-    } else if (finished.length - head > maxEntries * 2) {
-      finished = finished.slice(head).filter(isCurrent);
-      head = 0;
-    }
-  };
-  const markFinished = (id: string, entry: Entry): void => {
-    finished.push({ id, entry });
-    if (finished.length - head > maxEntries * 2) compactFinished();
-  };
-
-  const makeRoom = (now: number): void => {
-    if (entries.size < maxEntries) return;
-    if (earliestExpiry <= now) {
-      earliestExpiry = Number.POSITIVE_INFINITY;
-      for (const [id, entry] of entries) {
-        if (entry.expiresAt <= now) entries.delete(id);
-        else if (entry.expiresAt < earliestExpiry) earliestExpiry = entry.expiresAt;
-      }
-    }
-    // Oldest finished first, from the queue: iterating the Map from its start would skip over every slot
-    // deleted since its last rehash, O(maxEntries) per claim in a store that stays full.
-    while (entries.size >= maxEntries && head < finished.length) {
-      const item = finished[head++] as { id: string; entry: Entry };
-      if (isCurrent(item)) entries.delete(item.id);
-    }
-    compactFinished();
-    if (entries.size >= maxEntries) {
-      // Only running claims left: expired leases may go (rare, so a scan is fine).
-      for (const [id, entry] of entries) {
-        if (entries.size < maxEntries) return;
-        if (entry.state === 'in_progress' && entry.leaseUntil <= now) entries.delete(id);
-      }
-    }
-    if (entries.size >= maxEntries) {
-      throw new IdempotencyError(
-        'STORE_UNAVAILABLE',
-        `memory store is full: ${maxEntries} keys are in progress (raise maxEntries)`,
-      );
-    }
-  };
-
-  const nextFence = (previous: number | undefined, now: number): number =>
-    Math.max((previous ?? 0) + 1, now * 1000);
-
-  const owned = (id: string, token: string, now: number): Entry | undefined => {
-    const entry = live(id, now);
-    return entry && entry.token === token ? entry : undefined;
+  /** Turns an in-progress record into a finished one, in place, counting its new size. */
+  const finish = (r: Rec, { state, result, expiresAt }: { state: 'completed' | 'released'; result: string; expiresAt: number }): void => {
+    r.part.running.remove(r);
+    leases.remove(r);
+    const bytes = recordBytes(r, result);
+    account(r.part, 0, bytes - r.bytes);
+    r.bytes = bytes;
+    r.state = state;
+    r.result = result;
+    r.expiresAt = expiresAt;
+    expiry.update(r);
+    append(state === 'completed' ? r.part.completed : r.part.released, r);
+    notify(r.id);
   };
 
   return {
-    async claim({ id, token, fingerprint, lockTtlMs }: ClaimRequest): Promise<ClaimOutcome> {
+    async claim({ id, partition, token, fingerprint, lockTtlMs }: ClaimRequest): Promise<ClaimOutcome> {
       const now = clock.now();
-      const entry = live(id, now);
-      if (entry?.state === 'completed' || entry?.state === 'in_progress') {
-        if (entry.fingerprint !== '' && fingerprint !== '' && entry.fingerprint !== fingerprint) {
-          return { status: 'mismatch' };
-        }
-        if (entry.state === 'completed') return { status: 'completed', result: entry.result };
-        if (entry.leaseUntil > now) return { status: 'in_progress', retryAfterMs: Math.max(1, entry.leaseUntil - now) };
+      // Two due records per claim clear expired records at least as fast as claims add new ones, so a store that
+      // is never full still lets go of them (and of their results) soon after they expire.
+      sweep(now, 2);
+      const r = live(id, now);
+      if (r?.state === 'completed' || r?.state === 'in_progress') {
+        if (r.fingerprint !== '' && fingerprint !== '' && r.fingerprint !== fingerprint) return { status: 'mismatch' };
+        if (r.state === 'completed') return { status: 'completed', result: r.result };
+        if (r.leaseUntil > now) return { status: 'in_progress', retryAfterMs: Math.max(1, r.leaseUntil - now) };
       }
-      if (!entry) makeRoom(now);
-      const fence = nextFence(entry?.fence, now);
-      put(id, {
+      // A new owner for a free id (absent, released, or a lease that ran out). The record is made anew in the
+      // claimant's partition: the old one goes first, so its room counts for the new one, and comes back if the
+      // claim is refused (a crashed claim must still read as a takeover next time).
+      const fence = nextFence(r?.fence, now);
+      const takeover = r?.state === 'in_progress';
+      if (r) drop(r);
+      const p = partitionOf(partition);
+      const bytes = recordBytes({ id, token, fingerprint }, '');
+      try {
+        if (p.running.size >= partRunning) {
+          const oldest = p.running.peek() as Rec;
+          if (oldest.leaseUntil > now) {
+            throw new IdempotencyError(
+              'QUOTA_EXCEEDED',
+              `this caller already has ${partRunning} idempotent calls in progress (maxRunningPerPartition); retry when one has finished`,
+              { retryAfterMs: retryHint(p, now) },
+            );
+          }
+          drop(oldest); // a crashed claim: anyone could take it over already
+        }
+        makeRoom(p, { entries: 1, bytes }, now);
+      } catch (error) {
+        if (p.entries === 0) partitions.delete(p.id);
+        if (r && r.state === 'in_progress') insert(r);
+        throw error;
+      }
+      insert({
+        id,
+        part: p,
         state: 'in_progress',
         token,
         fingerprint,
         fence,
         leaseUntil: now + lockTtlMs,
         expiresAt: now + lockTtlMs + DEFAULTS.leaseGraceMs,
+        result: '',
+        bytes,
+        expiryIndex: -1,
+        runningIndex: -1,
+        leaseIndex: -1,
+        prev: undefined,
+        next: undefined,
       });
-      return { status: 'acquired', fence, takeover: entry?.state === 'in_progress' };
+      return { status: 'acquired', fence, takeover };
     },
 
     async renew({ id, token, lockTtlMs }: RenewRequest): Promise<LeaseOutcome> {
       const now = clock.now();
-      const entry = owned(id, token, now);
-      if (entry?.state !== 'in_progress' || entry.leaseUntil <= now) return { status: 'lost' };
-      entry.leaseUntil = now + lockTtlMs;
-      entry.expiresAt = Math.max(entry.expiresAt, now + lockTtlMs + DEFAULTS.leaseGraceMs);
+      const r = owned(id, token, now);
+      if (r?.state !== 'in_progress' || r.leaseUntil <= now) return { status: 'lost' };
+      r.leaseUntil = now + lockTtlMs;
+      r.part.running.update(r);
+      leases.update(r);
+      // The record must outlive the renewed lease, or it would expire under a live owner and its key run again.
+      r.expiresAt = Math.max(r.expiresAt, now + lockTtlMs + DEFAULTS.leaseGraceMs);
+      expiry.update(r);
       return { status: 'ok' };
     },
 
     async complete({ id, token, result, ttlMs }: CompleteRequest): Promise<LeaseOutcome> {
       const now = clock.now();
-      const entry = owned(id, token, now);
-      if (entry?.state === 'completed') return { status: 'ok' };
-      if (entry?.state !== 'in_progress') return { status: 'lost' };
-      const done: Entry = { state: 'completed', token, fingerprint: entry.fingerprint, fence: entry.fence, result, expiresAt: now + ttlMs };
-      put(id, done);
-      markFinished(id, done);
-      notify(id);
+      const r = owned(id, token, now);
+      if (r?.state === 'completed') return { status: 'ok' };
+      if (r?.state !== 'in_progress') return { status: 'lost' };
+      // May throw when the result does not fit: the record then stays in progress (never released), and the
+      // middleware keeps trying to store it.
+      makeRoom(r.part, { entries: 0, bytes: recordBytes(r, result) - r.bytes, self: r }, now);
+      finish(r, { state: 'completed', result, expiresAt: now + ttlMs });
       return { status: 'ok' };
     },
 
     async release({ id, token }: LeaseRequest): Promise<LeaseOutcome> {
       const now = clock.now();
-      const entry = owned(id, token, now);
-      if (entry?.state === 'released') return { status: 'ok' };
-      if (entry?.state !== 'in_progress') return { status: 'lost' };
-      const released: Entry = { state: 'released', token, fence: entry.fence, expiresAt: now + DEFAULTS.releasedTtlMs };
-      put(id, released);
-      markFinished(id, released);
-      notify(id);
+      const r = owned(id, token, now);
+      if (r?.state === 'released') return { status: 'ok' };
+      if (r?.state !== 'in_progress') return { status: 'lost' };
+      finish(r, { state: 'released', result: '', expiresAt: now + DEFAULTS.releasedTtlMs });
       return { status: 'ok' };
     },
 
     wait({ id, timeoutMs, signal }: WaitRequest): Promise<WaitOutcome> {
       const now = clock.now();
-      const entry = live(id, now);
-      if (entry?.state !== 'in_progress' || entry.leaseUntil <= now) return Promise.resolve({ status: 'settled' });
+      const r = live(id, now);
+      if (r?.state !== 'in_progress' || r.leaseUntil <= now) return Promise.resolve({ status: 'settled' });
       if (signal?.aborted) return Promise.resolve({ status: 'timeout' });
       return new Promise<WaitOutcome>((resolve) => {
         const timers: TimerHandle[] = [];
-        const finish = (outcome: WaitOutcome): void => {
+        const settle = (outcome: WaitOutcome): void => {
           for (const timer of timers) clock.clearTimeout(timer);
           waiters.get(id)?.delete(wake);
           signal?.removeEventListener('abort', onAbort);
           resolve(outcome);
         };
-        const wake = (): void => finish({ status: 'settled' });
-        const onAbort = (): void => finish({ status: 'timeout' });
+        const wake = (): void => settle({ status: 'settled' });
+        const onAbort = (): void => settle({ status: 'timeout' });
         let set = waiters.get(id);
         if (!set) waiters.set(id, (set = new Set()));
         set.add(wake);
         signal?.addEventListener('abort', onAbort, { once: true });
-        const untilLease = entry.leaseUntil - now;
+        const untilLease = r.leaseUntil - now;
         if (untilLease <= timeoutMs) {
           // The lease may be renewed meanwhile: then this just wakes the waiter, whose next claim says in_progress.
           timers.push(clock.setTimeout(wake, untilLease));
         } else {
-          timers.push(clock.setTimeout(() => finish({ status: 'timeout' }), timeoutMs));
+          timers.push(clock.setTimeout(() => settle({ status: 'timeout' }), timeoutMs));
         }
       });
     },

@@ -169,7 +169,7 @@ export const parseMonitorLine = (line: string): MonitoredCommand | undefined => 
  */
 export const warmUpScripts = async (store: IdempotencyStore): Promise<void> => {
   const id = randomUUID();
-  await store.claim({ id, token: 'w', fingerprint: 'f', lockTtlMs: 10_000 });
+  await store.claim({ id, partition: 'p', token: 'w', fingerprint: 'f', lockTtlMs: 10_000 });
   await store.renew({ id, token: 'w', lockTtlMs: 10_000 });
   await store.complete({ id, token: 'w', result: 'r', ttlMs: 60_000 });
   await store.release({ id, token: 'w' });

@@ -20,7 +20,7 @@ describe('createRedisStore batching (single node)', () => {
   let monitor: RedisMonitor;
   const prefix = randomPrefix();
   const claim = (id: string, token: string = randomUUID(), fingerprint = 'f') =>
-    store.claim({ id, token, fingerprint, lockTtlMs: 10_000 });
+    store.claim({ id, partition: 'p', token, fingerprint, lockTtlMs: 10_000 });
   const evalshas = (commands: Array<{ name: string; args: string[] }>) => commands.filter((c) => c.name === 'evalsha' || c.name === 'eval');
 
   beforeAll(async () => {
@@ -158,7 +158,7 @@ describe('createRedisStore batching (single node)', () => {
   it('rejects a call with a bad duration on its own; the rest of its tick is sent', async () => {
     const good = randomUUID();
     const [bad, ok] = await Promise.allSettled([
-      store.claim({ id: randomUUID(), token: 't', fingerprint: '', lockTtlMs: Number.NaN }),
+      store.claim({ id: randomUUID(), partition: 'p', token: 't', fingerprint: '', lockTtlMs: Number.NaN }),
       claim(good),
     ]);
     expect(bad?.status === 'rejected' && (bad.reason as { code?: string }).code).toBe('INVALID_OPTION');
@@ -170,7 +170,7 @@ describe('createRedisStore batching (single node)', () => {
     const prefixedStore = createRedisStore({ redis: prefixed, prefix });
     try {
       const ids = [randomUUID(), randomUUID()];
-      const outcomes = await Promise.all(ids.map((id) => prefixedStore.claim({ id, token: 't', fingerprint: '', lockTtlMs: 10_000 })));
+      const outcomes = await Promise.all(ids.map((id) => prefixedStore.claim({ id, partition: 'p', token: 't', fingerprint: '', lockTtlMs: 10_000 })));
       expect(outcomes.every((o) => o.status === 'acquired')).toBe(true);
       for (const id of ids) expect(await redis.hget(`app:${prefix}{${id}}`, 't')).toBe('t');
     } finally {
@@ -214,7 +214,7 @@ describe.runIf(hasCluster())('createRedisStore batching on a 3-master cluster', 
     // Before counting: learn the slot map (a MOVED redirect resends a command) and load the scripts on every
     // master (a NOSCRIPT fallback resends as EVAL), with ids spread over all shards.
     const warm = Array.from({ length: 48 }, () => randomUUID());
-    await Promise.all(warm.map((id) => store.claim({ id, token: 'w', fingerprint: '', lockTtlMs: 10_000 })));
+    await Promise.all(warm.map((id) => store.claim({ id, partition: 'p', token: 'w', fingerprint: '', lockTtlMs: 10_000 })));
     await Promise.all(warm.map((id) => store.complete({ id, token: 'w', result: 'r', ttlMs: 60_000 })));
     sent.length = 0;
   });
@@ -252,7 +252,7 @@ describe.runIf(hasCluster())('createRedisStore batching on a 3-master cluster', 
 
     const all = [...shared, ...others];
     sent.length = 0;
-    const outcomes = await Promise.all(all.map((id) => store.claim({ id, token: `t-${id}`, fingerprint: '', lockTtlMs: 10_000 })));
+    const outcomes = await Promise.all(all.map((id) => store.claim({ id, partition: 'p', token: `t-${id}`, fingerprint: '', lockTtlMs: 10_000 })));
     expect(outcomes.every((o) => o.status === 'acquired')).toBe(true);
     expect([...sent].sort((a, b) => b - a)).toEqual([3, ...others.map(() => 1)]);
 
@@ -260,7 +260,7 @@ describe.runIf(hasCluster())('createRedisStore batching on a 3-master cluster', 
     const done = await Promise.all(all.map((id) => store.complete({ id, token: `t-${id}`, result: id, ttlMs: 60_000 })));
     expect(done.every((o) => o.status === 'ok')).toBe(true);
     expect(sent).toHaveLength(1 + others.length);
-    const replays = await Promise.all(all.map((id) => store.claim({ id, token: 'x', fingerprint: '', lockTtlMs: 10_000 })));
+    const replays = await Promise.all(all.map((id) => store.claim({ id, partition: 'p', token: 'x', fingerprint: '', lockTtlMs: 10_000 })));
     expect(replays).toEqual(all.map((id) => ({ status: 'completed', result: id })));
   });
 });

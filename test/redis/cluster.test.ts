@@ -20,7 +20,7 @@ describe.runIf(hasCluster())('createRedisStore on a 3-master cluster', () => {
 
   it('spreads records over every master (one hash tag per record, not per prefix)', async () => {
     const ids = Array.from({ length: 60 }, () => randomUUID());
-    await Promise.all(ids.map((id) => store.claim({ id, token: id, fingerprint: '', lockTtlMs: 10_000 })));
+    await Promise.all(ids.map((id) => store.claim({ id, partition: 'p', token: id, fingerprint: '', lockTtlMs: 10_000 })));
     const masters = cluster.nodes('master');
     expect(masters).toHaveLength(3);
     const counts = await Promise.all(masters.map(async (node) => (await node.keys(`${prefix}*`)).length));
@@ -30,7 +30,7 @@ describe.runIf(hasCluster())('createRedisStore on a 3-master cluster', () => {
 
   it('wakes waiters on keys owned by every master (PUBLISH reaches the one subscriber node)', async () => {
     const ids = Array.from({ length: 30 }, () => randomUUID());
-    await Promise.all(ids.map((id) => store.claim({ id, token: id, fingerprint: '', lockTtlMs: 10_000 })));
+    await Promise.all(ids.map((id) => store.claim({ id, partition: 'p', token: id, fingerprint: '', lockTtlMs: 10_000 })));
     const waits = ids.map((id) => store.wait({ id, timeoutMs: 5_000 }));
     await sleep(50);
     const start = performance.now();

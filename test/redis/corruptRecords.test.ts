@@ -65,7 +65,7 @@ describe('createRedisStore on foreign or corrupt records', () => {
       await write(key);
       const before = await redis.dump(key);
       const calls = [
-        () => store.claim({ id, token: 'tok', fingerprint: '', lockTtlMs: 10_000 }),
+        () => store.claim({ id, partition: 'p', token: 'tok', fingerprint: '', lockTtlMs: 10_000 }),
         () => store.renew({ id, token: 'tok', lockTtlMs: 10_000 }),
         () => store.complete({ id, token: 'tok', result: 'r', ttlMs: 60_000 }),
         () => store.release({ id, token: 'tok' }),

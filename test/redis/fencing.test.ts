@@ -28,11 +28,11 @@ describe('createRedisStore fencing and atomicity', () => {
     const [redis] = clients as [Redis];
     const id = randomUUID();
     const [seconds, micros] = await redis.time();
-    const first = fenceOf(await store.claim({ id, token: 'a', fingerprint: '', lockTtlMs: 10_000 }));
+    const first = fenceOf(await store.claim({ id, partition: 'p', token: 'a', fingerprint: '', lockTtlMs: 10_000 }));
     expect(first).toBeGreaterThanOrEqual(Number(seconds) * 1e6 + Number(micros));
     expect(Number.isSafeInteger(first)).toBe(true);
     await redis.del(`${prefix}{${id}}`); // as if the record had expired
-    const second = fenceOf(await store.claim({ id, token: 'b', fingerprint: '', lockTtlMs: 10_000 }));
+    const second = fenceOf(await store.claim({ id, partition: 'p', token: 'b', fingerprint: '', lockTtlMs: 10_000 }));
     expect(second).toBeGreaterThan(first);
   });
 
@@ -42,14 +42,14 @@ describe('createRedisStore fencing and atomicity', () => {
     const id = randomUUID();
     const future = 9_000_000_000_000_000; // far beyond Redis time in µs, still a safe integer
     await redis.hset(`${prefix}{${id}}`, 'v', '1', 's', 'r', 't', 'old', 'f', '', 'n', String(future));
-    expect(fenceOf(await store.claim({ id, token: 'a', fingerprint: '', lockTtlMs: 10_000 }))).toBe(future + 1);
+    expect(fenceOf(await store.claim({ id, partition: 'p', token: 'a', fingerprint: '', lockTtlMs: 10_000 }))).toBe(future + 1);
   });
 
   it('gives exactly one of 400 concurrent claims over 4 connections the key', async () => {
     const id = randomUUID();
     const outcomes = await Promise.all(
       Array.from({ length: 400 }, (_, i) =>
-        (stores[i % 4] as RedisStore).claim({ id, token: `t${i}`, fingerprint: 'f', lockTtlMs: 10_000 }),
+        (stores[i % 4] as RedisStore).claim({ id, partition: 'p', token: `t${i}`, fingerprint: 'f', lockTtlMs: 10_000 }),
       ),
     );
     expect(outcomes.filter((o) => o.status === 'acquired')).toHaveLength(1);
@@ -58,11 +58,11 @@ describe('createRedisStore fencing and atomicity', () => {
 
   it('lets exactly one of many concurrent claimers take over an expired lease', async () => {
     const id = randomUUID();
-    const first = fenceOf(await (stores[0] as RedisStore).claim({ id, token: 'dead', fingerprint: '', lockTtlMs: 100 }));
+    const first = fenceOf(await (stores[0] as RedisStore).claim({ id, partition: 'p', token: 'dead', fingerprint: '', lockTtlMs: 100 }));
     await new Promise((resolve) => setTimeout(resolve, 150));
     const outcomes = await Promise.all(
       Array.from({ length: 200 }, (_, i) =>
-        (stores[i % 4] as RedisStore).claim({ id, token: `t${i}`, fingerprint: '', lockTtlMs: 10_000 }),
+        (stores[i % 4] as RedisStore).claim({ id, partition: 'p', token: `t${i}`, fingerprint: '', lockTtlMs: 10_000 }),
       ),
     );
     const winners = outcomes.filter((o) => o.status === 'acquired');

@@ -13,7 +13,7 @@ const measure = async (redis: Redis): Promise<{ bytes: number; encoding: string 
   const token = randomUUID();
   const result = JSON.stringify({ json: { id: 'ord_123', amount: 4200, note: 'n'.repeat(140) } }).padEnd(200, ' ');
   expect(result).toHaveLength(200);
-  await store.claim({ id, token, fingerprint: 'f'.repeat(43), lockTtlMs: 30_000 });
+  await store.claim({ id, partition: 'p', token, fingerprint: 'f'.repeat(43), lockTtlMs: 30_000 });
   await store.complete({ id, token, result, ttlMs: 86_400_000 });
   const key = `${prefix}{${id}}`;
   const bytes = Number(await redis.memory('USAGE', key, 'SAMPLES', 0));

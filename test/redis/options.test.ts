@@ -42,7 +42,7 @@ describe('createRedisStore options', () => {
 
   it('rejects a non-positive lease or TTL per call', async () => {
     const store = createRedisStore({ redis });
-    await expect(store.claim({ id: 'x', token: 't', fingerprint: '', lockTtlMs: 0 })).rejects.toMatchObject({
+    await expect(store.claim({ id: 'x', partition: 'p', token: 't', fingerprint: '', lockTtlMs: 0 })).rejects.toMatchObject({
       code: 'INVALID_OPTION',
     });
     await expect(store.complete({ id: 'x', token: 't', result: '', ttlMs: Number.NaN })).rejects.toMatchObject({

@@ -31,7 +31,7 @@ describe.runIf(redisTarget().canSpawn)('createRedisStore when Redis is down or s
   let store: RedisStore;
   const prefix = randomPrefix();
   const claim = (id: string, token: string = randomUUID(), lockTtlMs = 10_000) =>
-    store.claim({ id, token, fingerprint: '', lockTtlMs });
+    store.claim({ id, partition: 'p', token, fingerprint: '', lockTtlMs });
 
   beforeAll(async () => {
     server = await startRedisServer();
@@ -130,7 +130,7 @@ describe.runIf(redisTarget().canSpawn)('createRedisStore when Redis is down or s
   it('fails a claim within the default bound (2000 ms) with the default options', async () => {
     const defaults = createRedisStore({ redis, prefix: randomPrefix() });
     server.pause();
-    const elapsed = await failsUnavailable(() => defaults.claim({ id: 'x', token: 't', fingerprint: '', lockTtlMs: 1000 }));
+    const elapsed = await failsUnavailable(() => defaults.claim({ id: 'x', partition: 'p', token: 't', fingerprint: '', lockTtlMs: 1000 }));
     expect(elapsed).toBeGreaterThanOrEqual(1_995);
     expect(elapsed).toBeLessThan(2_000 + slackMs);
   });

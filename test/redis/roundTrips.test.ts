@@ -9,7 +9,7 @@ describe('createRedisStore round trips', () => {
   let setup: MonitoredStore;
   let store: RedisStore;
   let monitor: RedisMonitor;
-  const claim = (id: string, token: string = randomUUID()) => store.claim({ id, token, fingerprint: 'f', lockTtlMs: 10_000 });
+  const claim = (id: string, token: string = randomUUID()) => store.claim({ id, partition: 'p', token, fingerprint: 'f', lockTtlMs: 10_000 });
 
   beforeAll(async () => {
     ({ store, monitor } = setup = await monitoredStore());

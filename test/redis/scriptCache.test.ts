@@ -21,10 +21,10 @@ describe('createRedisStore scripts', () => {
     const redis = client();
     const store = createRedisStore({ redis, prefix: randomPrefix() });
     const id = randomUUID();
-    expect((await store.claim({ id, token: 'a', fingerprint: '', lockTtlMs: 10_000 })).status).toBe('acquired');
+    expect((await store.claim({ id, partition: 'p', token: 'a', fingerprint: '', lockTtlMs: 10_000 })).status).toBe('acquired');
     // Use complete once on another record too, so both scripts run by SHA on this connection before the flush.
     const other = randomUUID();
-    await store.claim({ id: other, token: 'o', fingerprint: '', lockTtlMs: 10_000 });
+    await store.claim({ id: other, partition: 'p', token: 'o', fingerprint: '', lockTtlMs: 10_000 });
     await store.complete({ id: other, token: 'o', result: 'o', ttlMs: 60_000 });
     const admin = client();
     await admin.script('FLUSH');
@@ -33,7 +33,7 @@ describe('createRedisStore scripts', () => {
     const monitor = await startMonitor(redisTarget().url);
     try {
       const commands = await monitor.record(async () => {
-        expect(await store.claim({ id, token: 'b', fingerprint: '', lockTtlMs: 10_000 })).toMatchObject({
+        expect(await store.claim({ id, partition: 'p', token: 'b', fingerprint: '', lockTtlMs: 10_000 })).toMatchObject({
           status: 'in_progress',
         });
       });
@@ -44,7 +44,7 @@ describe('createRedisStore scripts', () => {
     } finally {
       await monitor.stop();
     }
-    expect(await store.claim({ id, token: 'c', fingerprint: '', lockTtlMs: 10_000 })).toEqual({
+    expect(await store.claim({ id, partition: 'p', token: 'c', fingerprint: '', lockTtlMs: 10_000 })).toEqual({
       status: 'completed',
       result: 'r',
     });
@@ -61,7 +61,7 @@ describe('createRedisStore scripts', () => {
     const second = createRedisStore({ redis, prefix: randomPrefix() });
     expect(methods[commandName('claim')]).toBe(claimMethod);
     const id = randomUUID();
-    expect((await first.claim({ id, token: 'a', fingerprint: '', lockTtlMs: 10_000 })).status).toBe('acquired');
-    expect((await second.claim({ id, token: 'b', fingerprint: '', lockTtlMs: 10_000 })).status).toBe('acquired');
+    expect((await first.claim({ id, partition: 'p', token: 'a', fingerprint: '', lockTtlMs: 10_000 })).status).toBe('acquired');
+    expect((await second.claim({ id, partition: 'p', token: 'b', fingerprint: '', lockTtlMs: 10_000 })).status).toBe('acquired');
   });
 });

@@ -27,7 +27,7 @@ describe('createRedisStore wait', () => {
     const latencies: number[] = [];
     for (let i = 0; i < 30; i++) {
       const id = randomUUID();
-      await store.claim({ id, token: 'owner', fingerprint: '', lockTtlMs: 10_000 });
+      await store.claim({ id, partition: 'p', token: 'owner', fingerprint: '', lockTtlMs: 10_000 });
       const waiting = store.wait({ id, timeoutMs: 5_000 });
       await sleep(20); // let the waiter subscribe and read the record once
       const start = performance.now();
@@ -56,7 +56,7 @@ describe('createRedisStore wait', () => {
     const monitor = await startMonitor(redisTarget().url);
     const measure = async (waiters: number) => {
       const id = randomUUID();
-      await store.claim({ id, token: 'owner', fingerprint: '', lockTtlMs: 10_000 });
+      await store.claim({ id, partition: 'p', token: 'owner', fingerprint: '', lockTtlMs: 10_000 });
       const commands = await monitor.record(async () => {
         const waiting = Promise.all(Array.from({ length: waiters }, () => store.wait({ id, timeoutMs: 10_000 })));
         await sleep(1_300); // one fallback poll (1000 ms) falls inside
@@ -84,7 +84,7 @@ describe('createRedisStore wait', () => {
   it('falls back to polling when no message comes (the record settled without a publish)', async () => {
     const { store, redis, prefix } = open({ waitPollIntervalMs: 100 });
     const id = randomUUID();
-    await store.claim({ id, token: 'owner', fingerprint: '', lockTtlMs: 10_000 });
+    await store.claim({ id, partition: 'p', token: 'owner', fingerprint: '', lockTtlMs: 10_000 });
     const start = performance.now();
     const waiting = store.wait({ id, timeoutMs: 5_000 });
     await sleep(30);
@@ -97,7 +97,7 @@ describe('createRedisStore wait', () => {
   it('keeps waiting through lease renewals and wakes on the completion', async () => {
     const { store } = open();
     const id = randomUUID();
-    await store.claim({ id, token: 'owner', fingerprint: '', lockTtlMs: 200 });
+    await store.claim({ id, partition: 'p', token: 'owner', fingerprint: '', lockTtlMs: 200 });
     let settledAt = 0;
     const waiting = store.wait({ id, timeoutMs: 5_000 }).then((outcome) => {
       settledAt = performance.now();
@@ -120,7 +120,7 @@ describe('createRedisStore wait', () => {
     const store = createRedisStore({ redis, prefix: randomPrefix() });
     opened.push({ store, redis });
     const id = randomUUID();
-    await store.claim({ id, token: 'owner', fingerprint: '', lockTtlMs: 10_000 });
+    await store.claim({ id, partition: 'p', token: 'owner', fingerprint: '', lockTtlMs: 10_000 });
     const waiting = store.wait({ id, timeoutMs: 5_000 });
     await sleep(30);
     await store.complete({ id, token: 'owner', result: 'r', ttlMs: 60_000 });
@@ -133,7 +133,7 @@ describe('createRedisStore wait', () => {
     const store = createRedisStore({ redis, prefix: randomPrefix(), waitPollIntervalMs: 200 });
     opened.push({ store, redis });
     const id = randomUUID();
-    await store.claim({ id, token: 'owner', fingerprint: '', lockTtlMs: 10_000 });
+    await store.claim({ id, partition: 'p', token: 'owner', fingerprint: '', lockTtlMs: 10_000 });
     const waiting = store.wait({ id, timeoutMs: 5_000 });
     await sleep(30);
     // Kill only this store's subscriber (it inherits the client's name and is the one with subscriptions).
@@ -153,7 +153,7 @@ describe('createRedisStore wait', () => {
   it('lets many concurrent waiters on many keys settle independently', async () => {
     const { store } = open();
     const ids = Array.from({ length: 20 }, () => randomUUID());
-    for (const id of ids) await store.claim({ id, token: id, fingerprint: '', lockTtlMs: 10_000 });
+    for (const id of ids) await store.claim({ id, partition: 'p', token: id, fingerprint: '', lockTtlMs: 10_000 });
     const waits = ids.map((id) => store.wait({ id, timeoutMs: 400 }));
     await sleep(30);
     const [finished, ...still] = ids;

@@ -116,7 +116,7 @@ describe('createIdempotency', () => {
     it('blocks the key while a crashed owner holds it, then lets the next call take over with a larger fence', async () => {
       const s = setup();
       const id = await s.idOf('crash-key');
-      const crashed = await s.inner.claim({ id, token: 'crashed-owner', fingerprint: '', lockTtlMs: LOCK_TTL });
+      const crashed = await s.inner.claim({ id, partition: 'p', token: 'crashed-owner', fingerprint: '', lockTtlMs: LOCK_TTL });
       if (crashed.status !== 'acquired') throw new Error('setup: expected to acquire');
 
       await s.clock.advance(LOCK_TTL - 1);
@@ -138,7 +138,7 @@ describe('createIdempotency', () => {
     it("takes over a crashed owner's key when the lease runs out while a duplicate waits", async () => {
       const s = setup({}, { onInProgress: 'wait', waitTimeoutMs: 10_000 });
       const id = await s.idOf('crash-wait');
-      await s.inner.claim({ id, token: 'crashed-owner', fingerprint: '', lockTtlMs: LOCK_TTL });
+      await s.inner.claim({ id, partition: 'p', token: 'crashed-owner', fingerprint: '', lockTtlMs: LOCK_TTL });
       const waiting = s.api('crash-wait').work();
       await s.clock.advance(LOCK_TTL - 1);
       expect(s.executions).toHaveLength(0);

@@ -95,7 +95,7 @@ describe('createIdempotency', () => {
       const router = t.router({ charge: t.procedure.use(idempotent()).mutation(() => ++runs) });
       const api = (key: string) => t.createCallerFactory(router)({ headers: { 'idempotency-key': key } });
       // A live claim on another record holds the only slot.
-      await store.claim({ id: 'another-record', token: 'held', fingerprint: '', lockTtlMs: 60_000 });
+      await store.claim({ id: 'another-record', partition: 'p', token: 'held', fingerprint: '', lockTtlMs: 60_000 });
       return { api, runs: () => runs };
     };
 
