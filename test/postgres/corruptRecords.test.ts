@@ -54,7 +54,7 @@ describe('createPostgresStore with rows it did not write', () => {
   it.each(foreignRows)('answers RECORD_CORRUPT for a row with %s, to every call, and leaves it untouched', async (_name, values) => {
     const id = await insert(values);
     const before = await row(id);
-    const message = await corrupt(() => store.claim({ id, token: randomUUID(), fingerprint: '', lockTtlMs: 1000 }));
+    const message = await corrupt(() => store.claim({ id, token: randomUUID(), fingerprint: '', partition: 'p', lockTtlMs: 1000 }));
     expect(message).toContain(table);
     expect(message).toContain('left untouched');
     await corrupt(() => store.renew({ id, token: 'tok', lockTtlMs: 1000 }));

@@ -26,7 +26,7 @@ describe('createPostgresStore expiry', () => {
   const completed = async (expiresInMs: number, result = 'r'): Promise<string> => {
     const id = randomUUID();
     const token = randomUUID();
-    await store.claim({ id, token, fingerprint: 'f', lockTtlMs: 10_000 });
+    await store.claim({ id, token, fingerprint: 'f', partition: 'p', lockTtlMs: 10_000 });
     await store.complete({ id, token, result, ttlMs: 60_000 });
     await pool.query(`UPDATE ${table} SET expires_at = clock_timestamp() + $2 * interval '1 millisecond' WHERE id = $1`, [
       id,
@@ -38,16 +38,16 @@ describe('createPostgresStore expiry', () => {
 
   it('never replays an expired row, swept or not: the key is claimed afresh', async () => {
     const id = await completed(-1, 'old');
-    const outcome = await store.claim({ id, token: randomUUID(), fingerprint: 'other', lockTtlMs: 10_000 });
+    const outcome = await store.claim({ id, token: randomUUID(), fingerprint: 'other', partition: 'p', lockTtlMs: 10_000 });
     expect(outcome).toMatchObject({ status: 'acquired', takeover: false });
   });
 
   it('never reads an expired in-progress row as a live lease', async () => {
     const id = randomUUID();
-    await store.claim({ id, token: randomUUID(), fingerprint: 'f', lockTtlMs: 60_000 });
+    await store.claim({ id, token: randomUUID(), fingerprint: 'f', partition: 'p', lockTtlMs: 60_000 });
     await pool.query(`UPDATE ${table} SET expires_at = clock_timestamp() - interval '1 ms' WHERE id = $1`, [id]);
     expect(await store.wait({ id, timeoutMs: 5_000 })).toEqual({ status: 'settled' });
-    expect(await store.claim({ id, token: randomUUID(), fingerprint: 'f', lockTtlMs: 10_000 })).toMatchObject({
+    expect(await store.claim({ id, token: randomUUID(), fingerprint: 'f', partition: 'p', lockTtlMs: 10_000 })).toMatchObject({
       status: 'acquired',
       takeover: false,
     });
@@ -75,7 +75,7 @@ describe('createPostgresStore expiry', () => {
     // 3 + 3 + 3 + 1: four statements, none deleting more than the batch.
     expect(statements).toHaveLength(4);
     expect(await count()).toBe(4);
-    for (const id of live) expect((await store.claim({ id, token: randomUUID(), fingerprint: 'f', lockTtlMs: 1 })).status).toBe('completed');
+    for (const id of live) expect((await store.claim({ id, token: randomUUID(), fingerprint: 'f', partition: 'p', lockTtlMs: 1 })).status).toBe('completed');
   });
 
   it('sweeps on its own every sweepIntervalMs', async () => {

@@ -35,7 +35,7 @@ describe('createPostgresStore fencing tokens', () => {
     const id = randomUUID();
     const fences: number[] = [];
     const take = async (expectTakeover: boolean) => {
-      const outcome = await store.claim({ id, token: randomUUID(), fingerprint: 'f', lockTtlMs });
+      const outcome = await store.claim({ id, token: randomUUID(), fingerprint: 'f', partition: 'p', lockTtlMs });
       expect(outcome).toMatchObject({ status: 'acquired', takeover: expectTakeover });
       fences.push(fenceOf(outcome));
       return outcome;
@@ -47,7 +47,7 @@ describe('createPostgresStore fencing tokens', () => {
     await sleep(lockTtlMs + 30);
     // Released, then the released row expires and the sweep deletes it: the fence still grows.
     const token = randomUUID();
-    fences.push(fenceOf(await store.claim({ id, token, fingerprint: 'f', lockTtlMs: 10_000 })));
+    fences.push(fenceOf(await store.claim({ id, token, fingerprint: 'f', partition: 'p', lockTtlMs: 10_000 })));
     expect(await store.release({ id, token })).toEqual({ status: 'ok' });
     await sleep(80);
     expect(await store.sweep()).toBeGreaterThanOrEqual(1);
@@ -60,16 +60,16 @@ describe('createPostgresStore fencing tokens', () => {
     const graceStore = createPostgresStore({ pool, table, leaseGraceMs: 60_000, sweepIntervalMs: 0 });
     const id = randomUUID();
     const first = randomUUID();
-    const fence1 = fenceOf(await graceStore.claim({ id, token: first, fingerprint: 'f', lockTtlMs }));
+    const fence1 = fenceOf(await graceStore.claim({ id, token: first, fingerprint: 'f', partition: 'p', lockTtlMs }));
     await sleep(lockTtlMs + 30);
     const second = randomUUID();
-    const takeover = await graceStore.claim({ id, token: second, fingerprint: 'f', lockTtlMs: 10_000 });
+    const takeover = await graceStore.claim({ id, token: second, fingerprint: 'f', partition: 'p', lockTtlMs: 10_000 });
     expect(takeover).toMatchObject({ status: 'acquired', takeover: true });
     expect(fenceOf(takeover)).toBeGreaterThan(fence1);
     // The first owner is fenced off: its late completion is refused and the new owner's row is intact.
     expect(await graceStore.complete({ id, token: first, result: 'stale', ttlMs: 60_000 })).toEqual({ status: 'lost' });
     expect(await graceStore.complete({ id, token: second, result: 'fresh', ttlMs: 60_000 })).toEqual({ status: 'ok' });
-    expect(await graceStore.claim({ id, token: randomUUID(), fingerprint: 'f', lockTtlMs })).toEqual({
+    expect(await graceStore.claim({ id, token: randomUUID(), fingerprint: 'f', partition: 'p', lockTtlMs })).toEqual({
       status: 'completed',
       result: 'fresh',
     });
@@ -78,10 +78,10 @@ describe('createPostgresStore fencing tokens', () => {
 
   it('gives one of 50 concurrent takeovers of an expired lease the key, with the largest fence yet', async () => {
     const id = randomUUID();
-    const fence1 = fenceOf(await store.claim({ id, token: randomUUID(), fingerprint: 'f', lockTtlMs: 50 }));
+    const fence1 = fenceOf(await store.claim({ id, token: randomUUID(), fingerprint: 'f', partition: 'p', lockTtlMs: 50 }));
     await sleep(80);
     const outcomes = await Promise.all(
-      Array.from({ length: 50 }, () => store.claim({ id, token: randomUUID(), fingerprint: 'f', lockTtlMs: 10_000 })),
+      Array.from({ length: 50 }, () => store.claim({ id, token: randomUUID(), fingerprint: 'f', partition: 'p', lockTtlMs: 10_000 })),
     );
     const acquired = outcomes.filter((o) => o.status === 'acquired');
     expect(acquired).toHaveLength(1);

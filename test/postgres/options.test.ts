@@ -49,7 +49,7 @@ describe('createPostgresStore options', () => {
 
   it('rejects a non-positive lease or TTL per call', async () => {
     const store = createPostgresStore({ pool, sweepIntervalMs: 0 });
-    await expect(store.claim({ id: 'x', token: 't', fingerprint: '', lockTtlMs: 0 })).rejects.toMatchObject({
+    await expect(store.claim({ id: 'x', token: 't', fingerprint: '', partition: 'p', lockTtlMs: 0 })).rejects.toMatchObject({
       code: 'INVALID_OPTION',
     });
     await expect(store.complete({ id: 'x', token: 't', result: '', ttlMs: Number.NaN })).rejects.toMatchObject({
@@ -83,7 +83,7 @@ describe('postgresTableSql and createPostgresTable', () => {
       await Promise.all(pools.map((p) => createPostgresTable(p, table)));
       await createPostgresTable(pools[0] as pg.Pool, table);
       const store = createPostgresStore({ pool: pools[0] as pg.Pool, table, sweepIntervalMs: 0 });
-      expect((await store.claim({ id: 'a', token: 't', fingerprint: '', lockTtlMs: 1000 })).status).toBe('acquired');
+      expect((await store.claim({ id: 'a', token: 't', fingerprint: '', partition: 'p', lockTtlMs: 1000 })).status).toBe('acquired');
       await store.close();
     } finally {
       await dropTable(pools[0] as pg.Pool, table);
@@ -95,7 +95,7 @@ describe('postgresTableSql and createPostgresTable', () => {
     const pool = connectPool();
     const store = createPostgresStore({ pool, table: randomTable(), sweepIntervalMs: 0 });
     try {
-      const error = await store.claim({ id: 'a', token: 't', fingerprint: '', lockTtlMs: 1000 }).catch((e: unknown) => e);
+      const error = await store.claim({ id: 'a', token: 't', fingerprint: '', partition: 'p', lockTtlMs: 1000 }).catch((e: unknown) => e);
       expect(isIdempotencyError(error) && error.code).toBe('STORE_UNAVAILABLE');
       expect((error as Error).message).toContain('createPostgresTable');
     } finally {

@@ -31,7 +31,7 @@ describe.runIf(postgresTarget().canSpawn)('createPostgresStore when PostgreSQL i
   let store: PostgresStore;
   const table = 'outage';
   const claim = (id: string = randomUUID(), token: string = randomUUID()) =>
-    store.claim({ id, token, fingerprint: '', lockTtlMs: 10_000 });
+    store.claim({ id, token, fingerprint: '', partition: 'p', lockTtlMs: 10_000 });
 
   beforeAll(async () => {
     server = await startPostgresServer();

@@ -46,7 +46,7 @@ describe('createPostgresStore wait', () => {
     // A poll every 10 minutes and a lease of 10 minutes: nothing but the notification can wake the waiters.
     const { store, counts } = await open({ waitPollIntervalMs: 600_000 });
     const id = randomUUID();
-    await store.claim({ id, token: 'owner', fingerprint: '', lockTtlMs: 600_000 });
+    await store.claim({ id, token: 'owner', fingerprint: '', partition: 'p', lockTtlMs: 600_000 });
     const waiting = Promise.all(Array.from({ length: 50 }, () => store.wait({ id, timeoutMs: 20_000 })));
     // Let the watch start (LISTEN, then one read) before completing.
     for (let i = 0; i < 200 && (counts.get('peek') ?? 0) === 0; i++) await sleep(5);
@@ -60,7 +60,7 @@ describe('createPostgresStore wait', () => {
     const { store, counts } = await open();
     for (let i = 0; i < 3; i++) {
       const id = randomUUID();
-      await store.claim({ id, token: 'owner', fingerprint: '', lockTtlMs: 60_000 });
+      await store.claim({ id, token: 'owner', fingerprint: '', partition: 'p', lockTtlMs: 60_000 });
       const waiting = store.wait({ id, timeoutMs: 10_000 });
       for (let j = 0; j < 200 && (counts.get('peek') ?? 0) <= i; j++) await sleep(5);
       await store.release({ id, token: 'owner' });
@@ -72,7 +72,7 @@ describe('createPostgresStore wait', () => {
   it('still settles by polling when the notification is lost (listening connection killed)', async () => {
     const { store, pool, counts, table } = await open({ waitPollIntervalMs: 50 });
     const id = randomUUID();
-    await store.claim({ id, token: 'owner', fingerprint: '', lockTtlMs: 600_000 });
+    await store.claim({ id, token: 'owner', fingerprint: '', partition: 'p', lockTtlMs: 600_000 });
     const waiting = store.wait({ id, timeoutMs: 10_000 });
     for (let i = 0; i < 200 && (counts.get('peek') ?? 0) === 0; i++) await sleep(5);
     // End this store's listening backend (its LISTEN names this test's table): the completion below, written

@@ -1,4 +1,4 @@
-import type { ClaimRequest, IdempotencyStore } from '../../store';
+import type { IdempotencyStore } from '../../store';
 import type { PostgresStoreOptions } from './options';
 import { IdempotencyError } from '../../errors';
 import { boundedQuery } from './boundedQuery';
@@ -79,10 +79,10 @@ export const createPostgresStore = (options: PostgresStoreOptions): PostgresStor
   return {
     // A bad duration rejects that call only (never thrown synchronously).
     claim: async (request) => {
-      const { id, token, fingerprint, lockTtlMs } = request;
+      const { id, partition, token, fingerprint, lockTtlMs } = request;
       const reply = await call('claim', claimStatement, [
         id,
-        partitionOf(request),
+        partition,
         token,
         fingerprint,
         lockTtl(lockTtlMs),
@@ -108,11 +108,6 @@ export const createPostgresStore = (options: PostgresStoreOptions): PostgresStor
 // ---- internal helpers ----
 
 /** The caller's scope hash, stored with the row (`''` from callers that send none). */
-const partitionOf = (request: ClaimRequest): string => {
-  const { partition } = request as ClaimRequest & { partition?: unknown };
-  return typeof partition === 'string' ? partition : '';
-};
-
 /** Durations go to SQL as whole milliseconds >= 1. */
 const millisOf = (name: string): ((value: number) => number) => (value) => {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
