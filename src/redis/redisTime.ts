@@ -41,7 +41,7 @@ export const createClaimRunner = (client: Redis | Cluster, run: RunScript, timeo
     const sentAt = performance.now();
     const reply = await run('claim', keys, sent);
     if (Array.isArray(reply) && reply.length === keys.length + 1) {
-      learn(estimates, nodeOf(keys[0] ?? ''), Number(reply.pop()) / 1000, sentAt);
+      learn(estimates, nodeOf(keys[0] ?? ''), { redisMs: Number(reply.pop()) / 1000, sentAt });
     }
     return reply;
   };
@@ -120,7 +120,7 @@ const freshEstimate = (estimates: Map<string, Estimate>, node: string): Estimate
  * estimate wrong (its upper bound is lower: Redis' clock moved back against ours), or when the estimate is past
  * half its age (drift: a bound learnt long ago may no longer hold).
  */
-const learn = (estimates: Map<string, Estimate>, node: string, redisMs: number, sentAt: number): void => {
+const learn = (estimates: Map<string, Estimate>, node: string, { redisMs, sentAt }: { redisMs: number; sentAt: number }): void => {
   if (!Number.isFinite(redisMs)) return;
   const receivedAt = performance.now();
   const low = redisMs - receivedAt;
