@@ -73,7 +73,8 @@ export const createClaimRunner = (client: Redis | Cluster, run: RunScript, timeo
     const giveUpAt = performance.now() + timeoutMs;
     const key = keys[0] ?? '';
     let estimate = freshEstimate(estimates, nodeOf(key));
-    if (!estimate) {
+    // Twice at most: a cluster client without its slot map yet shares one probe among all nodes at first.
+    for (let tries = 0; !estimate && tries < 2; tries++) {
       await probe(nodeOf(key), keys, args);
       estimate = freshEstimate(estimates, nodeOf(key));
     }
