@@ -27,7 +27,8 @@ export interface RedisStore extends IdempotencyStore {
  * completions and releases made in the same tick are sent together, one script run per batch (per hash slot on
  * a cluster): see `createBatchQueue`.
  * Round trips: a fresh call costs at most 2 (claim, complete), a replay at most 1, a concurrent duplicate at
- * most 1; under concurrency, fewer (calls share script runs).
+ * most 1; under concurrency, fewer (calls share script runs). Once per client (and per cluster master), and
+ * after a minute without claims, a claim first reads Redis' clock: one more (see redisTime).
  *
  * @example
  * const store = createRedisStore({ redis: new Redis(process.env.REDIS_URL) });
