@@ -97,7 +97,12 @@ export type KeyStatus =
   | 'in_progress'
   | 'mismatch'
   | 'not_stored'
-  | 'store_unavailable';
+  | 'store_unavailable'
+  /**
+   * The procedure ran, but another request took the key over before its result was stored: the key replays that
+   * request's outcome, not this one. Retry with the same key to get it.
+   */
+  | 'lease_lost';
 
 /** Data added to a TRPCError's `data.idempotency` by `idempotencyErrorData` in your error formatter. */
 export interface IdempotencyErrorData {

@@ -60,7 +60,8 @@ export interface IdempotentRetryLinkOptions {
 /**
  * Options for tRPC's `retryLink` that retry keyed mutations when a retry is safe and useful: no response (network
  * error), 5xx (SERVICE_UNAVAILABLE included) for a key the server reports on (`Idempotency-Status` or
- * `data.idempotency`), or CONFLICT because the key is still in progress. Never on other client
+ * `data.idempotency`), or CONFLICT because the key is still in progress or its lease was lost (the procedure ran,
+ * another request owns the key: a retry gets the key's final answer). Never on other client
  * errors (4xx: a payload mismatch, a non-in-progress CONFLICT...), never on a replayed outcome, never for a
  * mutation without a key, and never for a call the server answered without processing its key. Waits with capped
  * exponential backoff and full jitter, at least as long as the server asked.
@@ -143,7 +144,10 @@ const decideKeyed = (error: TRPCClientError<any>, op: Operation): Decision => {
   if (keyStatus === 'replayed' || keyStatus === 'mismatch' || reason === 'mismatch') return NO;
   if (found.kind === 'not_seen' && !reason) return NO;
   const hintMs = hintOf(error);
-  if (reason === 'in_progress' || keyStatus === 'in_progress') return { retry: true, hintMs };
+  // A lost lease: the procedure ran but another request owns the key now; a retry gets the key's final answer.
+  if (reason === 'in_progress' || keyStatus === 'in_progress' || reason === 'lease_lost' || keyStatus === 'lease_lost') {
+    return { retry: true, hintMs };
+  }
   const code = data?.code;
   if (code === 'CONFLICT') {
     const unexplained = reason === undefined && keyStatus === undefined;

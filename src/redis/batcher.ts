@@ -28,6 +28,11 @@ export interface BatchQueueOptions<T> {
   shared: readonly string[];
   parse(reply: unknown, context: ReplyContext): T;
   timeoutMs: number;
+  /**
+   * Gets each record's outcome of a script run whose reply came after its callers were failed (`timeoutMs`
+   * passed): the store undoes what nobody will act on (a late claim that acquired). Must not throw.
+   */
+  late?: (id: string, args: readonly string[], outcome: T) => void;
 }
 
 /**
@@ -41,7 +46,7 @@ export interface BatchQueueOptions<T> {
 export const createBatchQueue = <T>(
   options: BatchQueueOptions<T>,
 ): ((id: string, args: readonly string[]) => Promise<T>) => {
-  const { client, keys: recordKeys, run, script, shared, parse, timeoutMs } = options;
+  const { client, keys: recordKeys, run, script, shared, parse, timeoutMs, late } = options;
   const bySlot = client.isCluster;
   let queue: Entry<T>[] = [];
   let queuedChars = 0;
@@ -57,10 +62,13 @@ export const createBatchQueue = <T>(
     }
     const op = batch.length === 1 ? script : `${script} (batch of ${batch.length})`;
     let reply: unknown;
+    let sent: Promise<unknown> | undefined;
     try {
-      reply = await withDeadline(client, { op, timeoutMs }, () => run(script, keys, args));
+      reply = await withDeadline(client, { op, timeoutMs }, () => (sent = run(script, keys, args)));
     } catch (error) {
       for (const entry of batch) entry.reject(error);
+      // The run may still answer (it was stalled, not failed): hand what it did to `late`.
+      if (late && sent) sent.then((lateReply) => settleLate(batch, lateReply), ignore);
       return;
     }
     // One context per batch: the full key is only spelled out for an error message.
@@ -85,6 +93,20 @@ export const createBatchQueue = <T>(
       } catch (error) {
         current.reject(error);
       }
+    }
+  };
+
+  const settleLate = (batch: Entry<T>[], reply: unknown): void => {
+    if (!late || !Array.isArray(reply) || reply.length !== batch.length) return;
+    for (let i = 0; i < batch.length; i++) {
+      const entry = batch[i]!;
+      let outcome: T;
+      try {
+        outcome = parse(reply[i], { script, key: recordKeys.full(entry.id) });
+      } catch {
+        continue; // refused, corrupt or unreadable: nothing to undo
+      }
+      late(entry.id, entry.args, outcome);
     }
   };
 
@@ -125,6 +147,8 @@ export const createBatchQueue = <T>(
 };
 
 // ---- internal helpers ----
+
+const ignore = (): void => {};
 
 /** One call waiting in a batch: its record, its per-record ARGV, its caller. */
 interface Entry<T> {

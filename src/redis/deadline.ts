@@ -12,8 +12,9 @@ export interface DeadlineOptions {
 /**
  * Runs one Redis call and bounds it: any failure, and no answer within `timeoutMs`, become
  * `IdempotencyError('STORE_UNAVAILABLE')`. A client that is reconnecting or closed fails at once instead of
- * parking the command in ioredis' offline queue. The call is never retried: a claim that timed out here may
- * still land in Redis later, which is safe (it is a lease that expires).
+ * parking the command in ioredis' offline queue. The call is never retried. A claim that timed out here may
+ * still reach Redis later: the claim script refuses it past its deadline (see redisTime), and one that acquired
+ * anyway (its reply was on the way) is given back by the store.
  */
 export const withDeadline = <T>(client: Redis | Cluster, options: DeadlineOptions, run: () => Promise<T>): Promise<T> => {
   const { op, timeoutMs } = options;

@@ -1,4 +1,4 @@
-import type { IdempotencyStore } from '../store';
+import type { ClaimOutcome, IdempotencyStore } from '../store';
 import type { RedisStoreOptions } from './options';
 import { IdempotencyError } from '../errors';
 import { withDeadline } from './deadline';
@@ -11,6 +11,7 @@ import { registerScripts } from './scripts';
 import type { BatchQueueOptions } from './batcher';
 import { createBatchQueue } from './batcher';
 import { createWaitHub } from './waitHub';
+import { createClaimRunner } from './redisTime';
 
 export interface RedisStore extends IdempotencyStore {
   /**
@@ -26,7 +27,8 @@ export interface RedisStore extends IdempotencyStore {
  * completions and releases made in the same tick are sent together, one script run per batch (per hash slot on
  * a cluster): see `createBatchQueue`.
  * Round trips: a fresh call costs at most 2 (claim, complete), a replay at most 1, a concurrent duplicate at
- * most 1; under concurrency, fewer (calls share script runs).
+ * most 1; under concurrency, fewer (calls share script runs). Once per client (and per cluster master), and
+ * after a minute without claims, a claim first reads Redis' clock: one more (see redisTime).
  *
  * @example
  * const store = createRedisStore({ redis: new Redis(process.env.REDIS_URL) });
@@ -40,7 +42,20 @@ export const createRedisStore = (options: RedisStoreOptions): RedisStore => {
   const grace = String(leaseGraceMs);
   const queue = <T>(script: BatchScriptName, shared: string[], parse: BatchQueueOptions<T>['parse']) =>
     createBatchQueue<T>({ client: redis, keys, run, script, shared, parse, timeoutMs: operationTimeoutMs });
-  const claims = queue('claim', [grace], parseClaimReply);
+  // Claims carry a deadline in Redis time (ARGV[2], filled in per run; '0' would refuse them all), and a claim
+  // that acquired although its reply came too late is given back at once: its caller got STORE_UNAVAILABLE.
+  const claims = createBatchQueue<ClaimOutcome>({
+    client: redis,
+    keys,
+    run: createClaimRunner(redis, run, operationTimeoutMs),
+    script: 'claim',
+    shared: [grace, '0'],
+    parse: parseClaimReply,
+    timeoutMs: operationTimeoutMs,
+    late: (id, [token], outcome) => {
+      if (outcome.status === 'acquired' && token !== undefined) releases(id, [token]).catch(() => {});
+    },
+  });
   const renewals = queue('renew', [grace], parseLeaseReply);
   const completions = queue('complete', [], parseLeaseReply);
   const releases = queue('release', [String(releasedTtlMs)], parseLeaseReply);

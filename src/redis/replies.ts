@@ -31,6 +31,9 @@ export const parseClaimReply = (reply: unknown, context: ReplyContext): ClaimOut
         break;
       case CODE.X:
         throw corrupt(reply.slice(1), context);
+      case CODE.T:
+        if (reply.length === 1) throw tooLate(context);
+        break;
     }
   }
   throw unexpectedReply(reply, context);
@@ -63,6 +66,14 @@ const leaseLeft = (reply: string): number | undefined => {
   return reply.length > 1 && Number.isSafeInteger(left) ? Math.max(1, left) : undefined;
 };
 
+/** The claim reached Redis after its deadline (see redisTime): refused, nothing written; the store gave up on it. */
+const tooLate = (context: ReplyContext): IdempotencyError =>
+  new IdempotencyError(
+    'STORE_UNAVAILABLE',
+    `redis ${context.script} for ${context.key} reached Redis too late (Redis was stalled or the reply slow): nothing was claimed`,
+    { retryAfterMs: 1000 },
+  );
+
 const corrupt = (reason: string | undefined, context: ReplyContext): IdempotencyError =>
   new IdempotencyError(
     'RECORD_CORRUPT',
@@ -70,7 +81,7 @@ const corrupt = (reason: string | undefined, context: ReplyContext): Idempotency
       'version of it) and was left untouched; delete it or use another prefix',
   );
 
-const CODE = { A: 65, C: 67, I: 73, M: 77, X: 88 } as const;
+const CODE = { A: 65, C: 67, I: 73, M: 77, T: 84, X: 88 } as const;
 
 // Lease outcomes carry no data: share them (callers only read `status`).
 const OK: LeaseOutcome = Object.freeze({ status: 'ok' });

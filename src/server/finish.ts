@@ -13,7 +13,11 @@ export interface Completion {
   durationMs: number;
 }
 
-type Settled = 'ok' | 'lost' | 'failed' | 'corrupt';
+/**
+ * How storing a result ended: `ok` stored (the key replays it), `lost` another claim owns the key (it will replay
+ * that owner's result, not this one), `failed` not stored yet (a background retry goes on), `corrupt` never.
+ */
+export type Settled = 'ok' | 'lost' | 'failed' | 'corrupt';
 
 const delay = (clock: Clock, ms: number): Promise<void> => new Promise((resolve) => clock.setTimeout(resolve, ms));
 const isCorrupt = (error: unknown): boolean => isIdempotencyError(error) && error.code === 'RECORD_CORRUPT';
@@ -76,12 +80,16 @@ const completeLater = async (claim: Claim, lease: Lease, done: Completion): Prom
   }
 };
 
-/** Stores the claim's result. The lease stops here, or is kept by the background retry while storing fails. */
-export const completeClaim = async (claim: Claim, lease: Lease, done: Completion): Promise<void> => {
+/**
+ * Stores the claim's result and says how that ended: only `ok` lets the caller see the result as executed (see
+ * execute). The lease stops here, or is kept by the background retry while storing fails.
+ */
+export const completeClaim = async (claim: Claim, lease: Lease, done: Completion): Promise<Settled> => {
   const settled = await withRetries(claim, done.text);
   if (settled === 'ok') completed(claim, done);
   if (settled === 'failed') void completeLater(claim, lease, done);
   else stopLease(lease);
+  return settled;
 };
 
 /** Gives the key up without a result: the next call with it runs the procedure again. Ends the lease, if one was held. */

@@ -4,6 +4,7 @@ import { IdempotencyError } from '../errors';
 import type { ClaimOutcome, IdempotencyStore } from '../store';
 import type { Claim } from './claim';
 import type { IdempotencyEvent } from './events';
+import type { Settled } from './finish';
 import { completeClaim, releaseClaim } from './finish';
 import type { Lease } from './lease';
 import { holdLease, leaseSignal } from './lease';
@@ -153,9 +154,36 @@ export const execute = async (guard: Guard, call: KeyedCall, acquired: Acquired)
     emit?.({ type: 'released', code: result.error.code, durationMs, path, keyHash });
     return result;
   }
-  reportKey(call, 'executed');
-  await completeClaim(claim, lease, { text, outcome: result.ok ? 'ok' : 'error', durationMs });
-  return result;
+  const settled = await completeClaim(claim, lease, { text, outcome: result.ok ? 'ok' : 'error', durationMs });
+  if (settled === 'ok') {
+    reportKey(call, 'executed');
+    return result;
+  }
+  // The key does not replay this outcome (another owner's, or none yet): answering it as executed could give two
+  // callers of one key two different answers. Fail closed; a retry with the same key gets the key's final answer.
+  reportKey(call, settled === 'lost' ? 'lease_lost' : 'store_unavailable');
+  throw toTRPCError(notKept(settled, path));
+};
+
+/** Why an outcome the procedure returned is not the caller's answer: the key will not (or not yet) replay it. */
+const notKept = (settled: Exclude<Settled, 'ok'>, path: string): IdempotencyError => {
+  const ran = `mutation "${path}" ran, but`;
+  switch (settled) {
+    case 'lost':
+      return new IdempotencyError(
+        'LEASE_LOST',
+        `${ran} its lease on this idempotency key was lost to another request before its result was stored; ` +
+          'retry with the same key to get the final result',
+      );
+    case 'failed':
+      return new IdempotencyError(
+        'STORE_UNAVAILABLE',
+        `${ran} the idempotency store failed while storing its result; it is still being stored: retry with the same key to get it`,
+        { retryAfterMs: 1000 },
+      );
+    case 'corrupt':
+      return new IdempotencyError('RECORD_CORRUPT', `${ran} its result cannot be stored: the record of this key is corrupt`);
+  }
 };
 
 /** `shouldStoreError`, where a throwing policy means "don't store". */

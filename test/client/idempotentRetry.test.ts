@@ -49,6 +49,16 @@ describe('idempotentRetry', () => {
     expect(retryDelayMs(1)).toBe(1_500);
   });
 
+  it('retries a lease-lost CONFLICT (the procedure ran, another request owns the key), from the data or the status alone', () => {
+    const { retry } = idempotentRetry();
+    const withData = serverError({ code: 'CONFLICT', httpStatus: 409, idempotency: { reason: 'lease_lost' }, headers: status('k1', 'lease_lost') });
+    expect(retry({ op: makeOp(), error: withData, attempts: 1 })).toBe(true);
+    const headerOnly = serverError({ code: 'CONFLICT', httpStatus: 409, headers: status('k1', 'lease_lost') });
+    expect(retry({ op: makeOp(), error: headerOnly, attempts: 1 })).toBe(true);
+    const dataOnly = serverError({ code: 'CONFLICT', httpStatus: 409, idempotency: { reason: 'lease_lost' } });
+    expect(retry({ op: makeOp(), error: dataOnly, attempts: 1 })).toBe(true);
+  });
+
   it('retries a CONFLICT with Retry-After when the error formatter adds no idempotency data, and waits that long', () => {
     const { retry, retryDelayMs } = idempotentRetry({ random: () => 0 });
     const error = serverError({ code: 'CONFLICT', httpStatus: 409, headers: { 'retry-after': '1' } });

@@ -252,7 +252,7 @@ describe('createIdempotency', () => {
       expect(s.executions).toHaveLength(1);
     });
 
-    it("keeps the new owner's result when a finisher that lost its lease completes late", async () => {
+    it("keeps the new owner's result when a finisher that lost its lease completes late, and answers that finisher LEASE_LOST", async () => {
       const s = setup({ renew: () => Promise.reject(new Error('store unreachable')) });
       const stale = s.api().work();
       await s.started[0]?.promise;
@@ -269,8 +269,12 @@ describe('createIdempotency', () => {
       s.gates[1]?.resolve();
       expect(await fresh).toEqual({ run: 1 });
 
+      // The stale finisher's result will never be replayed: it gets a retryable LEASE_LOST, never `{ run: 0 }`.
       s.gates[0]?.resolve();
-      expect(await stale).toEqual({ run: 0 });
+      const error = await trpcErrorOf(stale);
+      expect(error.code).toBe('CONFLICT');
+      expect(error.message).toMatch(/lease on this idempotency key was lost .*retry with the same key to get the final result/);
+      expect(idempotencyErrorData(error)).toEqual({ reason: 'lease_lost' });
       expect(s.log.ofType('lease_lost').map((e) => e.phase)).toEqual(['renew', 'complete']);
       expect(await s.api().work()).toEqual({ run: 1 });
       expect(s.executions).toHaveLength(2);

@@ -38,7 +38,10 @@ const setup = (overrides: Partial<IdempotencyStore> = {}, options: IdempotencyOp
 
 const failing = (message = 'connection refused') => () => Promise.reject(new Error(message));
 
-/** A charge that ran while the store refuses renew and complete (lease 30 s); `recover()` brings them back. */
+/**
+ * A charge that ran while the store refuses renew and complete (lease 30 s): its caller got SERVICE_UNAVAILABLE
+ * (the result is not stored, so it is nobody's answer yet); `recover()` brings them back.
+ */
 const chargeWhileRenewAndCompleteAreDown = async () => {
   let down = true;
   const s = setup({}, { lockTtlMs: 30_000 });
@@ -47,9 +50,9 @@ const chargeWhileRenewAndCompleteAreDown = async () => {
       down ? Promise.reject(new Error(`${method} down`)) : (s.spy.inner[method] as (r: unknown) => Promise<any>)(request),
     );
   }
-  const call = s.api.charge();
+  const call = trpcErrorOf(s.api.charge());
   await s.clock.advance(150);
-  await call;
+  expect((await call).code).toBe('SERVICE_UNAVAILABLE');
   return { s, recover: () => void (down = false) };
 };
 
@@ -132,12 +135,18 @@ describe('createIdempotency', () => {
       expect(s.runs()).toBe(1);
     });
 
-    it('still returns the result and reports store_error when complete always fails', async () => {
+    it('answers a retryable SERVICE_UNAVAILABLE, not the unstored result, and reports store_error when complete always fails', async () => {
       const s = setup({ complete: failing('complete down') });
-      const call = s.api.charge();
+      const call = trpcErrorOf(s.api.charge());
       await s.clock.advance(50);
       await s.clock.advance(100);
-      expect(await call).toEqual({ charged: 42, at: new Date(5) });
+      // Answering the result as executed could contradict what the key replays later (another owner may take over
+      // before it is stored): fail closed, the procedure ran and a retry with the same key gets the final answer.
+      const error = await call;
+      expect(error.code).toBe('SERVICE_UNAVAILABLE');
+      expect(error.message).toMatch(/ran, but the idempotency store failed while storing its result; it is still being stored: retry with the same key/);
+      expect(idempotencyErrorData(error)).toEqual({ reason: 'store_unavailable', retryAfterMs: 1000 });
+      expect(s.runs()).toBe(1);
       const errors = s.log.ofType('store_error');
       expect(errors).toHaveLength(3);
       expect(errors.every((e) => e.operation === 'complete' && (e.error as Error).message === 'complete down')).toBe(true);
@@ -155,9 +164,9 @@ describe('createIdempotency', () => {
         }
         return s.spy.inner.complete(request);
       });
-      const call = s.api.charge();
+      const call = trpcErrorOf(s.api.charge());
       await s.clock.advance(150);
-      expect(await call).toEqual({ charged: 42, at: new Date(5) });
+      expect((await call).code).toBe('SERVICE_UNAVAILABLE');
       // Far past the lease: renewals still succeed, so a retry gets CONFLICT, never a second run.
       for (let i = 0; i < 4; i++) {
         await s.clock.advance(30_000);
@@ -197,9 +206,11 @@ describe('createIdempotency', () => {
       expect(s.seen[1]?.takeover).toBe(true);
     });
 
-    it('does not retry complete when the store reports a corrupt record', async () => {
+    it('does not retry complete when the store reports a corrupt record, and answers INTERNAL_SERVER_ERROR, not the unstored result', async () => {
       const s = setup({ complete: () => Promise.reject(new IdempotencyError('RECORD_CORRUPT', 'bad')) });
-      expect(await s.api.charge()).toEqual({ charged: 42, at: new Date(5) });
+      const error = await trpcErrorOf(s.api.charge());
+      expect(error.code).toBe('INTERNAL_SERVER_ERROR');
+      expect(idempotencyErrorData(error)?.reason).toBe('record_corrupt');
       expect(s.spy.callsOf('complete')).toHaveLength(1);
     });
   });

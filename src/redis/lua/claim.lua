@@ -4,30 +4,36 @@
   claims back to back (the first acquires, the second sees in_progress or mismatch).
 
   KEYS[1..n]   record keys, "<keyPrefix><prefix>{<id>}" (all in one hash slot on a cluster)
-  ARGV[1]      graceMs  how long an in-progress record outlives its lease (crashed owners get cleaned up)
-  then per record i, at ARGV[3i-1], ARGV[3i], ARGV[3i+1]:
+  ARGV[1]      graceMs    how long an in-progress record outlives its lease (crashed owners get cleaned up)
+  ARGV[2]      notAfterMs Redis time (ms) after which the run claims nothing: by then the sender has given up
+               on it (operationTimeoutMs), so a claim stalled in the socket or resent after a reconnect
+               must not take a key nobody will run ("0": a probe that only reads Redis' clock)
+  then per record i, at ARGV[3i], ARGV[3i+1], ARGV[3i+2]:
     token        random token of this claim
     fingerprint  "" = do not compare
     lockTtlMs    lease length in ms
 
-  Output: an array of n strings, string i for KEYS[i], its first character the outcome (one flat array:
-  cheaper to encode and decode than n nested ones):
+  Output: an array of n + 1 strings, string i for KEYS[i], its first character the outcome (one flat
+  array: cheaper to encode and decode than n nested ones):
     "A" .. takeover .. fence  acquired; takeover "1" when an expired lease was taken over, else "0"
     "I" .. retryAfterMs       in progress: time left on the live lease, >= 1
     "C" .. result             completed
     "M"                       mismatch: stored and requested fingerprints are both non-empty and differ
     "X" .. reason             corrupt: the key holds something this store did not write (left untouched)
+    "T"                       too late: Redis time was past notAfterMs; nothing was read or written
+  and string n + 1: Redis time of the run in microseconds (the store's estimate of Redis' clock).
 
   Timeline of one key (Redis time):
     absent/released ---claim A---> p(A, lease L) ---complete A---> c (replayed until TTL)
                                        |  L passes, nobody else came: A may still renew/complete
                                        +--- claim B after L ---> p(B), fence grows, A is "lost"
 
-  Commands per record: absent HMGET + EXISTS + HSET + PEXPIRE, plus one TIME per run; completed HMGET only.
+  Commands per record: absent HMGET + EXISTS + HSET + PEXPIRE; completed HMGET only; plus one TIME per run.
 ]]
 -- @include record
 
 local graceMs = tonumber(ARGV[1])
+local notAfterMs = tonumber(ARGV[2])
 
 local function claim(key, token, fingerprint, lockTtlMs)
   local rec, reason = loadRecord(key)
@@ -62,8 +68,14 @@ local function claim(key, token, fingerprint, lockTtlMs)
 end
 
 local out = {}
-for i = 1, #KEYS do
-  local a = 3 * i - 1
-  out[i] = claim(KEYS[i], ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]))
+local nowUs = nowMicros()
+if nowUs > notAfterMs * 1000 then
+  for i = 1, #KEYS do out[i] = 'T' end
+else
+  for i = 1, #KEYS do
+    local a = 3 * i
+    out[i] = claim(KEYS[i], ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]))
+  end
 end
+out[#KEYS + 1] = fmt(nowUs)
 return out
