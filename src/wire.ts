@@ -14,7 +14,7 @@
  * `proxy_buffer_size` is 4 or 8 KB for the whole head) and undici's 16 KB limit with room for the app's own:
  * - `Idempotency-Statuses: er-p` on a batch (httpBatchLink): one character per call, by batch position, saying
  *   what the server did with that call's key (`STATUS_LETTERS`: `e` executed, `r` replayed, `l` released,
- *   `p` in_progress, `m` mismatch, `n` not_stored, `u` store_unavailable), `-` where the call had no key or no
+ *   `p` in_progress, `m` mismatch, `n` not_stored, `u` store_unavailable, `x` lease_lost), `-` where the call had no key or no
  *   idempotent procedure saw it. Two calls that sent one key are told apart. A batch of more than
  *   `MAX_REPORTED_CALLS` (1,024) calls gets `Idempotency-Statuses: omitted` instead: the calls ran as usual, but
  *   the client cannot tell replays (`replayed: null`).
@@ -72,6 +72,7 @@ export const STATUS_LETTERS = {
   mismatch: 'm',
   not_stored: 'n',
   store_unavailable: 'u',
+  lease_lost: 'x',
 } as const satisfies Record<KeyStatus, string>;
 
 /** `Idempotency-Statuses` letter of a call with no key, or whose key no idempotent procedure saw. */

@@ -129,9 +129,9 @@ describe.runIf(redisTarget().canSpawn)('a claim abandoned during a Redis stall',
     const store = createRedisStore({ redis, prefix, operationTimeoutMs });
     track({ redis, store });
     // Warm up: the store knows Redis' clock and the script is loaded.
-    await store.claim({ id: 'warm', token: 'w', fingerprint: '', lockTtlMs: 10_000 });
+    await store.claim({ id: 'warm', token: 'w', fingerprint: '', partition: 'p', lockTtlMs: 10_000 });
 
-    const claim = store.claim({ id: 'late', token: 'late-token', fingerprint: '', lockTtlMs: 30_000 });
+    const claim = store.claim({ id: 'late', token: 'late-token', fingerprint: '', partition: 'p', lockTtlMs: 30_000 });
     // Block this process while Redis answers at once: the deadline fires before the reply is read.
     const until = performance.now() + operationTimeoutMs + 100;
     await new Promise<void>((resolve) =>
@@ -154,7 +154,7 @@ describe.runIf(redisTarget().canSpawn)('a claim abandoned during a Redis stall',
       state = await redis.hget(`${prefix}{late}`, 's');
     }
     expect(state).toBe('r');
-    expect(await store.claim({ id: 'late', token: 'next', fingerprint: '', lockTtlMs: 30_000 })).toMatchObject({
+    expect(await store.claim({ id: 'late', token: 'next', fingerprint: '', partition: 'p', lockTtlMs: 30_000 })).toMatchObject({
       status: 'acquired',
       takeover: false,
     });
