@@ -43,3 +43,13 @@ export const keyMissing = (path: string, options: ResolvedGlobalOptions): Idempo
       : `in the ${options.headerName} header`;
   return new IdempotencyError('KEY_MISSING', `mutation "${path}" requires an idempotency key ${where}`);
 };
+
+/**
+ * The warning for a procedure whose calls can never carry a key: ctx holds no request headers and neither
+ * `getKey` nor `inputKey` is set, so every call runs unguarded and a retry runs it again.
+ */
+export const noHeadersWarning = (path: string): string =>
+  `trpc-idempotency: mutation "${path}" runs unguarded: its ctx holds no request headers (ctx.req, ctx.request or ` +
+  'ctx.headers) and neither getKey nor inputKey is set, so it can never see an idempotency key and a retry runs it ' +
+  'again. Put the request in ctx (createContext: ({ req }) => ({ req, ... })) or set getKey or inputKey. ' +
+  'Each such call emits an `unguarded` event.';
