@@ -8,7 +8,7 @@ import type { IdempotencyExecution, IdempotencyOptions } from '../../src/index';
 import { recordId, scopeText } from '../../src/server/scope';
 import { createManualClock } from '../helpers/manualClock';
 import type { TestContext } from './helpers';
-import { createT, spyStore, trpcErrorOf } from './helpers';
+import { createT, eventLog, spyStore, trpcErrorOf } from './helpers';
 
 /** A router with one guarded mutation and one guarded query that count their runs and expose ctx.idempotency. */
 const setup = (options: IdempotencyOptions<TestContext> = {}) => {
@@ -458,6 +458,68 @@ describe('createIdempotency', () => {
       const { caller } = setup({ required: true, inputKey: 'idempotencyKey' });
       const error = await trpcErrorOf(caller({}).create({ n: 1 }));
       expect(error.message).toMatch(/the idempotency-key header or input field "idempotencyKey"/);
+    });
+  });
+
+  describe('unguarded calls', () => {
+    const ourWarnings = (warn: { mock: { calls: unknown[][] } }) =>
+      warn.mock.calls.map(([m]) => String(m)).filter((m) => m.startsWith('trpc-idempotency:'));
+
+    it('emits no_headers for every call and warns once per procedure when ctx has no headers', async () => {
+      const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+      try {
+        const log = eventLog();
+        const { caller, runs } = setup({ onEvent: log.onEvent });
+        await caller({ user: 'u' }).create({ n: 1 });
+        await caller({ user: 'u' }).create({ n: 1 });
+        await caller({ user: 'u' }).bare();
+        expect(runs.create).toBe(3);
+        expect(log.ofType('unguarded')).toEqual([
+          { type: 'unguarded', reason: 'no_headers', path: 'create' },
+          { type: 'unguarded', reason: 'no_headers', path: 'create' },
+          { type: 'unguarded', reason: 'no_headers', path: 'bare' },
+        ]);
+        expect(ourWarnings(warn)).toEqual([expect.stringMatching(/"create" runs unguarded/), expect.stringMatching(/"bare" runs unguarded/)]);
+      } finally {
+        warn.mockRestore();
+      }
+    });
+
+    for (const [name, options] of [
+      ['getKey', { getKey: () => undefined }],
+      ['inputKey', { inputKey: 'idempotencyKey' }],
+    ] as const) {
+      it(`emits no_key, and does not warn, without headers when ${name} could still give a key`, async () => {
+        const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+        try {
+          const log = eventLog();
+          const { caller } = setup({ ...options, onEvent: log.onEvent });
+          await caller({}).create({ n: 1 });
+          expect(log.ofType('unguarded')).toEqual([{ type: 'unguarded', reason: 'no_key', path: 'create' }]);
+          expect(ourWarnings(warn)).toEqual([]);
+        } finally {
+          warn.mockRestore();
+        }
+      });
+    }
+
+    it('emits nothing unguarded for a keyed call, nor for a keyless one refused under required', async () => {
+      const log = eventLog();
+      const { caller } = setup({ onEvent: log.onEvent, required: true });
+      await caller({ headers: { 'idempotency-key': 'k' } }).create({ n: 1 });
+      await trpcErrorOf(caller({ headers: {} }).create({ n: 1 }));
+      expect(log.ofType('unguarded')).toEqual([]);
+    });
+
+    it("emits fail_open with the record id when onStoreError: 'fail-open' runs a call whose claim failed", async () => {
+      const log = eventLog();
+      const { caller, spy, runs } = setup({ onEvent: log.onEvent, onStoreError: 'fail-open' });
+      spy.override('claim', () => Promise.reject(new Error('down')));
+      await caller({ headers: { 'idempotency-key': 'k' } }).create({ n: 1 });
+      expect(runs.create).toBe(1);
+      const keyHash = log.ofType('store_error')[0]?.keyHash;
+      expect(keyHash).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(log.ofType('unguarded')).toEqual([{ type: 'unguarded', reason: 'fail_open', path: 'create', keyHash }]);
     });
   });
 
