@@ -100,7 +100,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
       throw error;
     }
     if (key === undefined) {
-      if (options.required) throw toTRPCError(keyMissing(path, options));
+      if (options.required) throw toTRPCError(keyMissing(path, options, request === undefined));
       // No headers and no other source: no call of this procedure can ever carry a key. Say so, once.
       const blind = headersOnly && request === undefined;
       if (blind && !warnedPaths.has(path)) {

@@ -34,14 +34,19 @@ export const resolveKey = async (
   return request ? keyFromHeaders(request, names, call.batchIndex) : undefined;
 };
 
-/** The error for a mutation that came without a key under `required: true`, naming where a key is read. */
-export const keyMissing = (path: string, options: ResolvedGlobalOptions): IdempotencyError => {
+/**
+ * The error for a mutation that came without a key under `required: true`, naming where a key is read. `noHeaders`:
+ * ctx held no request headers, so a header the client sent was never seen; the message says so.
+ */
+export const keyMissing = (path: string, options: ResolvedGlobalOptions, noHeaders = false): IdempotencyError => {
   const where = options.getKey
     ? 'from getKey'
     : options.inputKey
       ? `in the ${options.headerName} header or input field "${options.inputKey}"`
       : `in the ${options.headerName} header`;
-  return new IdempotencyError('KEY_MISSING', `mutation "${path}" requires an idempotency key ${where}`);
+  const hint =
+    noHeaders && !options.getKey ? ' (the server cannot read it: its ctx holds no request headers; put the request in ctx)' : '';
+  return new IdempotencyError('KEY_MISSING', `mutation "${path}" requires an idempotency key ${where}${hint}`);
 };
 
 /**

@@ -454,6 +454,18 @@ describe('createIdempotency', () => {
       expect(runs.create).toBe(0);
     });
 
+    it('says the server cannot read the header when ctx holds no request headers', async () => {
+      const { caller } = setup({ required: true });
+      const noHeaders = await trpcErrorOf(caller({ user: 'u' }).create({ n: 1 }));
+      expect(noHeaders.message).toMatch(/idempotency-key header \(the server cannot read it: its ctx holds no request headers; put the request in ctx\)$/);
+      const emptyHeaders = await trpcErrorOf(caller({ headers: {} }).create({ n: 1 }));
+      expect(emptyHeaders.message).toMatch(/requires an idempotency key in the idempotency-key header$/);
+      // getKey reads no header: nothing to say about them.
+      const withGetKey = setup({ required: true, getKey: () => undefined });
+      const fromGetKey = await trpcErrorOf(withGetKey.caller({ user: 'u' }).create({ n: 1 }));
+      expect(fromGetKey.message).toMatch(/requires an idempotency key from getKey$/);
+    });
+
     it('names the header and the input field when both are sources', async () => {
       const { caller } = setup({ required: true, inputKey: 'idempotencyKey' });
       const error = await trpcErrorOf(caller({}).create({ n: 1 }));
