@@ -10,7 +10,8 @@ export const validateKey = (value: unknown, where: string): string => {
   if (typeof value !== 'string') {
     throw new IdempotencyError('KEY_INVALID', `${where} must be a string: ${KEY_RULE}`);
   }
-  if (value.length === 0 || value.length > MAX_KEY_LENGTH || !KEY_PATTERN.test(value)) {
+  // KEY_PATTERN needs one character at least: it refuses the empty key too.
+  if (value.length > MAX_KEY_LENGTH || !KEY_PATTERN.test(value)) {
     const got = value.length === 0 ? 'it is empty' : value.length > MAX_KEY_LENGTH ? `it has ${value.length} characters` : 'it has a character outside 0x21-0x7E';
     throw new IdempotencyError('KEY_INVALID', `${where} is invalid (${got}): ${KEY_RULE}`);
   }
@@ -67,14 +68,18 @@ const BACKSLASH = 0x5c;
 const trimOws = (value: string): string => {
   let start = 0;
   let end = value.length;
-  while (start < end && isOws(value.charCodeAt(start))) start++;
-  while (end > start && isOws(value.charCodeAt(end - 1))) end--;
-  return start === 0 && end === value.length ? value : value.slice(start, end);
+  // charCodeAt past either end is NaN, which stops each loop; when they cross (all blanks), slice gives ''.
+  while (isOws(value.charCodeAt(start))) start++;
+  while (isOws(value.charCodeAt(end - 1))) end--;
+  return value.slice(start, end);
 };
 
 const isOws = (code: number): boolean => code === 0x20 || code === 0x09;
 
-/** The content of an RFC 8941 sf-string (section 4.2.5): `"`, then 0x20-0x7E with `"` and `\` escaped, then `"`. */
+/**
+ * The content of an RFC 8941 sf-string (section 4.2.5): `"`, then characters with `"` and `\` escaped, then `"`.
+ * The characters themselves are left to `validateKey`, whose range (0x21-0x7E) is inside the sf-string one.
+ */
 const unquote = (text: string, where: string): string => {
   let out = '';
   let from = 1;
@@ -88,8 +93,6 @@ const unquote = (text: string, where: string): string => {
     } else if (code === QUOTE) {
       if (i !== text.length - 1) break;
       return out + text.slice(from, i);
-    } else if (code < 0x20 || code > 0x7e) {
-      break;
     }
   }
   throw new IdempotencyError(
@@ -99,7 +102,8 @@ const unquote = (text: string, where: string): string => {
 };
 
 interface ParsedList {
-  text: string;
+  /** The header text `keys` came from. */
+  text: string | undefined;
   /** `undefined` when the text is not a JSON array. */
   keys: readonly unknown[] | undefined;
 }
@@ -114,19 +118,26 @@ const frozenLists = new WeakMap<object, ParsedList>();
 
 const parsedList = (carrier: object, text: string): readonly unknown[] | undefined => {
   const extensible = Object.isExtensible(carrier);
-  const cached = extensible ? (carrier as { [LIST]?: ParsedList })[LIST] : frozenLists.get(carrier);
-  if (cached !== undefined && cached.text === text) return cached.keys;
-  const parsed: ParsedList = { text, keys: parseList(text) };
-  if (extensible) Object.defineProperty(carrier, LIST, { value: parsed, configurable: true, writable: true });
-  else frozenLists.set(carrier, parsed);
-  return parsed.keys;
+  let cache = extensible ? (carrier as { [LIST]?: ParsedList })[LIST] : frozenLists.get(carrier);
+  if (cache === undefined) {
+    cache = { text: undefined, keys: undefined };
+    // Not enumerable: a spread of the request object does not copy it.
+    if (extensible) Object.defineProperty(carrier, LIST, { value: cache });
+    else frozenLists.set(carrier, cache);
+  }
+  if (cache.text !== text) {
+    cache.text = text;
+    cache.keys = parseList(text);
+  }
+  return cache.keys;
 };
 
 const parseList = (text: string): readonly unknown[] | undefined => {
+  let keys: unknown;
   try {
-    const keys: unknown = JSON.parse(text);
-    return Array.isArray(keys) ? keys : undefined;
+    keys = JSON.parse(text);
   } catch {
-    return undefined;
+    // Not JSON: refused below like any other non-array.
   }
+  return Array.isArray(keys) ? keys : undefined;
 };

@@ -38,7 +38,7 @@ export const resolveKey = async (
  * The error for a mutation that came without a key under `required: true`, naming where a key is read. `noHeaders`:
  * ctx held no request headers, so a header the client sent was never seen; the message says so.
  */
-export const keyMissing = (path: string, options: ResolvedGlobalOptions, noHeaders = false): IdempotencyError => {
+export const keyMissing = (path: string, options: ResolvedGlobalOptions, noHeaders: boolean): IdempotencyError => {
   const where = options.getKey
     ? 'from getKey'
     : options.inputKey

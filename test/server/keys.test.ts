@@ -34,6 +34,13 @@ const setup = (options: IdempotencyOptions<TestContext> = {}) => {
       seen.push(ctx.idempotency);
       return ++runs.create;
     }),
+    anything: t.procedure
+      .use(idempotent())
+      .input(z.unknown())
+      .mutation(({ ctx }) => {
+        seen.push(ctx.idempotency);
+        return ++runs.create;
+      }),
     text: t.procedure
       .use(idempotent())
       .input(z.string())
@@ -158,6 +165,18 @@ describe('createIdempotency', () => {
       const { caller, seen } = setup({ inputKey: 'length' });
       await caller({ headers: { 'idempotency-key': 'str-input' } }).text('idempotencyKey');
       expect(seen.map((s) => s?.key)).toEqual(['str-input']);
+    });
+
+    it('reads the header with inputKey set on a mutation whose input is null', async () => {
+      const { caller, seen } = setup({ inputKey: 'idempotencyKey' });
+      await caller({ headers: { 'idempotency-key': 'null-input' } }).anything(null);
+      expect(seen.map((s) => s?.key)).toEqual(['null-input']);
+    });
+
+    it('treats an input key field that is present but undefined as no key', async () => {
+      const { caller, seen } = setup({ inputKey: 'idempotencyKey' });
+      await caller({ headers: { 'idempotency-key': 'hdr-undef' } }).anything({ idempotencyKey: undefined });
+      expect(seen.map((s) => s?.key)).toEqual(['hdr-undef']);
     });
 
     it('treats a null input key as no key and falls back to the header', async () => {
@@ -380,7 +399,26 @@ describe('createIdempotency', () => {
       const { caller, runs } = setup();
       const error = await trpcErrorOf(caller({ headers: { 'idempotency-key': '' } }).create({ n: 1 }));
       expect(error.code).toBe('BAD_REQUEST');
-      expect(error.message).toMatch(/empty/);
+      expect(error.message).toMatch(/^trpc-idempotency: the idempotency-key header is invalid \(it is empty\)/);
+      expect(runs.create).toBe(0);
+    });
+
+    it('names the bad character, not the length, for a 255-character key with a space', async () => {
+      const { caller } = setup();
+      const error = await trpcErrorOf(caller({ headers: { 'idempotency-key': `${'a'.repeat(127)} ${'a'.repeat(127)}` } }).create({ n: 1 }));
+      expect(error.message).toMatch(/invalid \(it has a character outside 0x21-0x7E\)/);
+    });
+
+    it('answers BAD_REQUEST for a header of blanks only, as for an empty one', async () => {
+      const { caller } = setup();
+      const error = await trpcErrorOf(caller({ headers: { 'idempotency-key': ' \t ' } }).create({ n: 1 }));
+      expect(error.message).toMatch(/invalid \(it is empty\)/);
+    });
+
+    it('refuses a control character inside a quoted key', async () => {
+      const { caller, runs } = setup();
+      const error = await trpcErrorOf(caller({ headers: { 'idempotency-key': '"a\tb"' } }).create({ n: 1 }));
+      expect(error.message).toMatch(/outside 0x21-0x7E/);
       expect(runs.create).toBe(0);
     });
 
@@ -395,7 +433,7 @@ describe('createIdempotency', () => {
       const { caller, runs } = setup({ inputKey: 'idempotencyKey' });
       const error = await trpcErrorOf(caller({}).create({ n: 1, idempotencyKey: 42 }));
       expect(error.code).toBe('BAD_REQUEST');
-      expect(error.message).toMatch(/must be a string/);
+      expect(error.message).toMatch(/input field "idempotencyKey" must be a string/);
       expect(runs.create).toBe(0);
     });
 
@@ -492,6 +530,12 @@ describe('createIdempotency', () => {
           { type: 'unguarded', reason: 'no_headers', path: 'bare' },
         ]);
         expect(ourWarnings(warn)).toEqual([expect.stringMatching(/"create" runs unguarded/), expect.stringMatching(/"bare" runs unguarded/)]);
+        expect(ourWarnings(warn)[0]).toBe(
+          'trpc-idempotency: mutation "create" runs unguarded: its ctx holds no request headers (ctx.req, ctx.request or ' +
+            'ctx.headers) and neither getKey nor inputKey is set, so it can never see an idempotency key and a retry runs it ' +
+            'again. Put the request in ctx (createContext: ({ req }) => ({ req, ... })) or set getKey or inputKey. ' +
+            'Each such call emits an `unguarded` event.',
+        );
       } finally {
         warn.mockRestore();
       }

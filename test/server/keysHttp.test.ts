@@ -101,6 +101,16 @@ describe('createIdempotency over HTTP', () => {
       ]);
     });
 
+    it('applies Idempotency-Key to batch position 0 only when a batch has no Idempotency-Keys', async () => {
+      const app = buildRouter();
+      const { url } = await serve(app.router, ({ req }) => ({ req }));
+      const { api } = client(url, 'batch', (() => ({ 'Idempotency-Key': 'only-0' })) as never);
+      for (let i = 0; i < 2; i++) {
+        await Promise.all([api.create.mutate({ n: 1 }), api.other.mutate()]);
+      }
+      expect(app.runs).toEqual({ create: 1, other: 2 });
+    });
+
     it('parses Idempotency-Keys once per request, not once per call of the batch', async () => {
       const app = buildRouter();
       const { url } = await serve(app.router, ({ req }) => ({ req }));
