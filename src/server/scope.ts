@@ -1,9 +1,6 @@
 import { IdempotencyError } from '../errors';
 import { sha256Base64url } from './fingerprint';
 
-/** What `scope()` may return: `undefined` and `null` mean the one global scope. */
-export type ScopeValue = string | number | bigint | null | undefined;
-
 /**
  * The canonical text of a scope: the JSON that stands for it inside a record id. Anything derived from the
  * scope (the record id here, a store's `partition`) must be derived from this text, so that it agrees with the
