@@ -24,6 +24,20 @@ export type IdempotencyEvent =
       error: unknown;
       /** `true` when `onStoreError: 'fail-open'` let the call run unguarded. */
       failedOpen: boolean;
-    });
+    })
+  /**
+   * A mutation ran without the idempotency guard: a retry of it runs it again. One per such call, so a dashboard
+   * can count them. `no_headers`: ctx holds no request headers and neither `getKey` nor `inputKey` is set, so no
+   * call of this procedure can ever carry a key (put `req` in ctx; a warning says so once per procedure).
+   * `no_key`: the call came without a key. `fail_open`: the store failed to claim the key and
+   * `onStoreError: 'fail-open'` ran it anyway (its `store_error` event has the details); only this one has a
+   * `keyHash`.
+   */
+  | {
+      type: 'unguarded';
+      path: string;
+      reason: 'no_headers' | 'no_key' | 'fail_open';
+      keyHash?: string;
+    };
 
 export type IdempotencyEventType = IdempotencyEvent['type'];

@@ -162,7 +162,8 @@ export const execute = async (guard: Guard, call: KeyedCall, acquired: Acquired)
   // The key does not replay this outcome (another owner's, or none yet): answering it as executed could give two
   // callers of one key two different answers. Fail closed; a retry with the same key gets the key's final answer.
   reportKey(call, settled === 'lost' ? 'lease_lost' : 'store_unavailable');
-  throw toTRPCError(notKept(settled, path));
+  // Written here, without store text, and it must say the procedure ran: sent as written.
+  throw toTRPCError(notKept(settled, path), true);
 };
 
 /** Why an outcome the procedure returned is not the caller's answer: the key will not (or not yet) replay it. */

@@ -5,7 +5,7 @@ import { delayQueue } from '../delayQueue';
 import { DEFAULTS } from '../constants';
 import { IdempotencyError, isIdempotencyError } from '../errors';
 import type { ClaimOutcome, IdempotencyStore } from '../store';
-import { fingerprintInput, sha256Base64url } from './fingerprint';
+import { fingerprintInput } from './fingerprint';
 import { findRequestHeaders } from './headers';
 import { keyFromHeaders, keyHeaderNames } from './key';
 import type { Guard, KeyedCall } from './keyedCall';
@@ -14,7 +14,8 @@ import { renewInterval } from './lease';
 import type { ResolvedGlobalOptions } from './options';
 import { reportKey } from './reporting';
 import { partitionOf } from './partition';
-import { keyMissing, resolveKey } from './resolveKey';
+import { keyMissing, noHeadersWarning, resolveKey } from './resolveKey';
+import { recordId, scopeText } from './scope';
 import { toTRPCError } from './trpcErrors';
 
 /** What a guarded procedure sees as `ctx.idempotency`; `null` when the call came without a key. */
@@ -49,8 +50,6 @@ const TOKEN_PREFIX = randomBytes(16).toString('base64url');
 let tokenCounter = 0;
 const newToken = (): string => `${TOKEN_PREFIX}.${(tokenCounter++).toString(36)}`;
 
-const recordId = (scope: string, path: string, key: string): string => sha256Base64url(JSON.stringify([scope, path, key]));
-
 const storeUnavailable = (error: unknown): IdempotencyError =>
   isIdempotencyError(error) && (error.code === 'RECORD_CORRUPT' || error.code === 'STORE_UNAVAILABLE' || error.code === 'QUOTA_EXCEEDED')
     ? error
@@ -82,6 +81,8 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
   const names = keyHeaderNames(options.headerName);
   // Without getKey and inputKey the key comes from the headers only: read it without an await.
   const headersOnly = options.getKey === undefined && options.inputKey === false;
+  // Procedures already warned that they can never see a key; bounded by the router's procedures.
+  const warnedPaths = new Set<string>();
 
   return async (opts) => {
     if (opts.type !== 'mutation') return opts.next();
@@ -100,18 +101,26 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
       throw error;
     }
     if (key === undefined) {
-      if (options.required) throw toTRPCError(keyMissing(path, options));
+      if (options.required) throw toTRPCError(keyMissing(path, options, request === undefined));
+      // No headers and no other source: no call of this procedure can ever carry a key. Say so, once.
+      const blind = headersOnly && request === undefined;
+      if (blind && !warnedPaths.has(path)) {
+        warnedPaths.add(path);
+        console.warn(noHeadersWarning(path));
+      }
+      emit?.({ type: 'unguarded', reason: blind ? 'no_headers' : 'no_key', path });
       return opts.next({ ctx: { idempotency: null } });
     }
 
     const rawInput = await opts.getRawInput();
-    const scope = options.scope?.({ ctx: opts.ctx, path });
-    if (scope !== undefined && scope !== null && typeof scope !== 'string' && typeof scope !== 'number') {
-      // '[object Object]' would put every caller in one scope: refuse rather than share.
-      throw toTRPCError(new IdempotencyError('INVALID_OPTION', `scope() must return a string or number, got ${typeof scope}`));
+    const scope: unknown = options.scope?.({ ctx: opts.ctx, path });
+    let scoped: string;
+    try {
+      scoped = scopeText(scope);
+    } catch (error) {
+      throw toTRPCError(error as IdempotencyError);
     }
-    const scopeText = scope === undefined || scope === null ? '' : String(scope);
-    const keyHash = recordId(scopeText, path, key);
+    const keyHash = recordId(scoped, path, key);
     let fingerprint: string;
     try {
       const { fingerprint: how } = options;
@@ -123,7 +132,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
     }
     const call: KeyedCall = { opts, carrier, key, batchIndex, keyHash, token: newToken(), startedAt, claimedAt: startedAt };
     const deadline = startedAt + options.waitTimeoutMs;
-    const partition = partitionOf(scopeText);
+    const partition = partitionOf(scoped);
 
     for (;;) {
       call.claimedAt = now();
@@ -135,7 +144,10 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         const failOpen = failure.code === 'STORE_UNAVAILABLE' && options.onStoreError === 'fail-open';
         emit?.({ type: 'store_error', operation: 'claim', error, failedOpen: failOpen, path, keyHash });
         reportKey(call, 'store_unavailable');
-        if (failOpen) return opts.next({ ctx: { idempotency: null } });
+        if (failOpen) {
+          emit?.({ type: 'unguarded', reason: 'fail_open', path, keyHash });
+          return opts.next({ ctx: { idempotency: null } });
+        }
         throw toTRPCError(failure);
       }
 

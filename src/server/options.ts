@@ -36,10 +36,16 @@ export interface IdempotentOptions<TContext = any> {
   required?: boolean;
   /**
    * Whose key this is: e.g. the user or tenant id. Keys of different scopes never meet, so one user's key can
-   * never replay another user's result. Return `undefined` for the global scope.
+   * never replay another user's result. Values of different types are different scopes (`1`, `1n` and `"1"` are
+   * three). Any other type is a server bug: INTERNAL_SERVER_ERROR, and the procedure does not run.
+   *
+   * `undefined` and `null` (and `""`) mean the one global scope, shared by every caller who gets it: when `scope`
+   * returns `ctx.user?.id`, all anonymous callers share one scope, and one anonymous caller who learns another's
+   * key gets that caller's stored result. Refuse anonymous mutations, or scope them by something of their own
+   * (a session id).
    * @default undefined (one global scope)
    */
-  scope?: ((opts: { ctx: TContext; path: string }) => string | number | null | undefined) | undefined;
+  scope?: ((opts: { ctx: TContext; path: string }) => string | number | bigint | null | undefined) | undefined;
   /**
    * How a retry proves it is the same request: `true` hashes the raw input (key order does not matter,
    * superjson types do), a function returns your own fingerprint, `false` turns the check off.

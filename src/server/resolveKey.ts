@@ -34,12 +34,27 @@ export const resolveKey = async (
   return request ? keyFromHeaders(request, names, call.batchIndex) : undefined;
 };
 
-/** The error for a mutation that came without a key under `required: true`, naming where a key is read. */
-export const keyMissing = (path: string, options: ResolvedGlobalOptions): IdempotencyError => {
+/**
+ * The error for a mutation that came without a key under `required: true`, naming where a key is read. `noHeaders`:
+ * ctx held no request headers, so a header the client sent was never seen; the message says so.
+ */
+export const keyMissing = (path: string, options: ResolvedGlobalOptions, noHeaders: boolean): IdempotencyError => {
   const where = options.getKey
     ? 'from getKey'
     : options.inputKey
       ? `in the ${options.headerName} header or input field "${options.inputKey}"`
       : `in the ${options.headerName} header`;
-  return new IdempotencyError('KEY_MISSING', `mutation "${path}" requires an idempotency key ${where}`);
+  const hint =
+    noHeaders && !options.getKey ? ' (the server cannot read it: its ctx holds no request headers; put the request in ctx)' : '';
+  return new IdempotencyError('KEY_MISSING', `mutation "${path}" requires an idempotency key ${where}${hint}`);
 };
+
+/**
+ * The warning for a procedure whose calls can never carry a key: ctx holds no request headers and neither
+ * `getKey` nor `inputKey` is set, so every call runs unguarded and a retry runs it again.
+ */
+export const noHeadersWarning = (path: string): string =>
+  `trpc-idempotency: mutation "${path}" runs unguarded: its ctx holds no request headers (ctx.req, ctx.request or ` +
+  'ctx.headers) and neither getKey nor inputKey is set, so it can never see an idempotency key and a retry runs it ' +
+  'again. Put the request in ctx (createContext: ({ req }) => ({ req, ... })) or set getKey or inputKey. ' +
+  'Each such call emits an `unguarded` event.';

@@ -31,9 +31,31 @@ const REASONS = {
   INVALID_OPTION: 'invalid_option',
 } as const satisfies Record<IdempotencyErrorCode, IdempotencyErrorData['reason']>;
 
-/** The single place where idempotency failures become tRPC errors. */
-export const toTRPCError = (error: IdempotencyError): TRPCError =>
-  new TRPCError({ code: TRPC_CODES[error.code], message: error.message, cause: error });
+/**
+ * What clients are told instead of the error's own message, for codes whose message may carry the store's
+ * internals (a Redis record key, Redis' own error text with a script SHA, the memory store's size). Both are only
+ * raised before the procedure runs. The details stay on the TRPCError's `cause` (this IdempotencyError, with the
+ * store's error as its own `cause`) and in the `store_error` event's `error`: they are for logs, not callers.
+ */
+const PLAIN_MESSAGES: Partial<Record<IdempotencyErrorCode, string>> = {
+  // Raised before the procedure runs. The middleware's own errors after a run (its result could not be stored)
+  // carry no store internals and say that the procedure ran: they are sent as written (`asWritten`).
+  STORE_UNAVAILABLE: 'trpc-idempotency: the idempotency store cannot be reached; the procedure was not run; retry later',
+  RECORD_CORRUPT: "trpc-idempotency: this idempotency key's stored record cannot be read; the procedure was not run",
+};
+
+/**
+ * The single place where idempotency failures become tRPC errors. Messages about the client's own request (an
+ * invalid or missing key, another input, a key in progress) are sent as they are; store failures get a plain
+ * message (see PLAIN_MESSAGES), and the error itself goes to `cause` for the server's logs. `asWritten` sends the
+ * message as it is: only for errors the middleware wrote itself, with no store text in them.
+ */
+export const toTRPCError = (error: IdempotencyError, asWritten = false): TRPCError =>
+  new TRPCError({
+    code: TRPC_CODES[error.code],
+    message: (asWritten ? undefined : PLAIN_MESSAGES[error.code]) ?? error.message,
+    cause: error,
+  });
 
 /**
  * For your `errorFormatter`: the idempotency details of an error, or `undefined`.

@@ -13,6 +13,8 @@ export interface TestContext {
   headers?: Record<string, unknown>;
   user?: string;
   key?: unknown;
+  /** What a test's `scope` option returns. */
+  scope?: string | number | bigint | null;
 }
 
 /** tRPC with superjson and the error formatter the README asks users to install. */

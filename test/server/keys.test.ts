@@ -1,12 +1,14 @@
+import { createHash } from 'node:crypto';
 import { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { createIdempotency, createMemoryStore } from '../../src/index';
 import type { IdempotencyExecution, IdempotencyOptions } from '../../src/index';
+import { recordId, scopeText } from '../../src/server/scope';
 import { createManualClock } from '../helpers/manualClock';
 import type { TestContext } from './helpers';
-import { createT, spyStore, trpcErrorOf } from './helpers';
+import { createT, eventLog, spyStore, trpcErrorOf } from './helpers';
 
 /** A router with one guarded mutation and one guarded query that count their runs and expose ctx.idempotency. */
 const setup = (options: IdempotencyOptions<TestContext> = {}) => {
@@ -28,6 +30,24 @@ const setup = (options: IdempotencyOptions<TestContext> = {}) => {
       .use(idempotent())
       .input(z.object({ n: z.number() }))
       .mutation(({ input }) => ({ n: input.n, run: ++runs.create })),
+    bare: t.procedure.use(idempotent()).mutation(({ ctx }) => {
+      seen.push(ctx.idempotency);
+      return ++runs.create;
+    }),
+    anything: t.procedure
+      .use(idempotent())
+      .input(z.unknown())
+      .mutation(({ ctx }) => {
+        seen.push(ctx.idempotency);
+        return ++runs.create;
+      }),
+    text: t.procedure
+      .use(idempotent())
+      .input(z.string())
+      .mutation(({ ctx }) => {
+        seen.push(ctx.idempotency);
+        return ++runs.create;
+      }),
     list: t.procedure
       .use(idempotent())
       .input(z.object({ n: z.number() }))
@@ -126,6 +146,61 @@ describe('createIdempotency', () => {
       expect(seen[0]?.key).toBe('hdr');
     });
 
+    it('reads the header with inputKey set on a mutation that takes no input', async () => {
+      const { caller, runs, seen } = setup({ inputKey: 'idempotencyKey' });
+      expect(await caller({ headers: { 'idempotency-key': 'no-input' } }).bare()).toBe(1);
+      expect(await caller({ headers: { 'idempotency-key': 'no-input' } }).bare()).toBe(1);
+      expect(runs.create).toBe(1);
+      expect(seen.map((s) => s?.key)).toEqual(['no-input']);
+    });
+
+    it('runs unguarded, without an error, with inputKey set on a mutation without input or header', async () => {
+      const { caller, runs, seen } = setup({ inputKey: 'idempotencyKey' });
+      expect(await caller({}).bare()).toBe(1);
+      expect(seen).toEqual([null]);
+      expect(runs.create).toBe(1);
+    });
+
+    it('reads the header with inputKey set on a mutation whose input is a string', async () => {
+      const { caller, seen } = setup({ inputKey: 'length' });
+      await caller({ headers: { 'idempotency-key': 'str-input' } }).text('idempotencyKey');
+      expect(seen.map((s) => s?.key)).toEqual(['str-input']);
+    });
+
+    it('reads the header with inputKey set on a mutation whose input is null', async () => {
+      const { caller, seen } = setup({ inputKey: 'idempotencyKey' });
+      await caller({ headers: { 'idempotency-key': 'null-input' } }).anything(null);
+      expect(seen.map((s) => s?.key)).toEqual(['null-input']);
+    });
+
+    it('treats an input key field that is present but undefined as no key', async () => {
+      const { caller, seen } = setup({ inputKey: 'idempotencyKey' });
+      await caller({ headers: { 'idempotency-key': 'hdr-undef' } }).anything({ idempotencyKey: undefined });
+      expect(seen.map((s) => s?.key)).toEqual(['hdr-undef']);
+    });
+
+    it('treats a null input key as no key and falls back to the header', async () => {
+      const { caller, seen } = setup({ inputKey: 'idempotencyKey' });
+      await caller({ headers: { 'idempotency-key': 'hdr-null' } }).create({ n: 1, idempotencyKey: null });
+      await caller({}).create({ n: 2, idempotencyKey: null });
+      expect(seen.map((s) => s?.key ?? null)).toEqual(['hdr-null', null]);
+    });
+
+    it('prefers the input field over the header when both carry a key', async () => {
+      const { caller, seen } = setup({ inputKey: 'idempotencyKey' });
+      await caller({ headers: { 'idempotency-key': 'from-header' } }).create({ n: 1, idempotencyKey: 'from-input' });
+      expect(seen.map((s) => s?.key)).toEqual(['from-input']);
+    });
+
+    it('runs unguarded when getKey returns null, without reading the header', async () => {
+      const { caller, runs, seen, spy } = setup({ getKey: () => null });
+      await caller({ headers: { 'idempotency-key': 'ignored' } }).create({ n: 1 });
+      await caller({ headers: { 'idempotency-key': 'ignored' } }).create({ n: 1 });
+      expect(runs.create).toBe(2);
+      expect(seen).toEqual([null, null]);
+      expect(spy.calls).toHaveLength(0);
+    });
+
     it('uses getKey alone when given, with ctx, rawInput, path and batchIndex', async () => {
       const calls: unknown[] = [];
       const { caller, runs, seen } = setup({
@@ -166,6 +241,140 @@ describe('createIdempotency', () => {
     });
   });
 
+  describe('one syntax for Idempotency-Key and each element of Idempotency-Keys', () => {
+    const viaSingle = (value: string) => ({ headers: { 'idempotency-key': value } });
+    const viaList = (value: string) => ({ headers: { 'idempotency-keys': JSON.stringify([value]) } });
+
+    for (const [name, via] of [
+      ['Idempotency-Key', viaSingle],
+      ['an Idempotency-Keys element', viaList],
+    ] as const) {
+      for (const [sent, key] of [
+        ['"order-1"', 'order-1'],
+        ['"a\\"b"', 'a"b'],
+        ['"a\\\\b"', 'a\\b'],
+        ['  order-2\t ', 'order-2'],
+        [' "order-3" ', 'order-3'],
+        ['in"side', 'in"side'],
+      ] as const) {
+        it(`reads ${JSON.stringify(sent)} in ${name} as the key ${JSON.stringify(key)}`, async () => {
+          const { caller, seen } = setup();
+          await caller(via(sent)).create({ n: 1 });
+          expect(seen.map((s) => s?.key)).toEqual([key]);
+        });
+      }
+
+      for (const [sent, why] of [
+        ['"unterminated', 'no closing quote'],
+        ['"a"b"', 'a quote inside'],
+        ['"a\\x"', 'an escape other than \\" and \\\\'],
+        ['"trailing\\"', 'an escaped closing quote'],
+        ['"', 'a lone quote'],
+      ] as const) {
+        it(`answers BAD_REQUEST for a quoted key with ${why} in ${name}, and runs nothing`, async () => {
+          const { caller, runs } = setup();
+          const error = await trpcErrorOf(caller(via(sent)).create({ n: 1 }));
+          expect(error.code).toBe('BAD_REQUEST');
+          expect(error.message).toMatch(/opens with a double quote but is not a quoted string/);
+          expect(runs.create).toBe(0);
+        });
+      }
+
+      it(`answers BAD_REQUEST for "" (an empty quoted key) in ${name}`, async () => {
+        const { caller, runs } = setup();
+        const error = await trpcErrorOf(caller(via('""')).create({ n: 1 }));
+        expect(error.message).toMatch(/is invalid \(it is empty\)/);
+        expect(runs.create).toBe(0);
+      });
+
+      it(`trims only spaces and tabs in ${name}: a newline stays and is refused`, async () => {
+        const { caller, runs } = setup();
+        const error = await trpcErrorOf(caller(via('k\n')).create({ n: 1 }));
+        expect(error.message).toMatch(/outside 0x21-0x7E/);
+        expect(runs.create).toBe(0);
+      });
+    }
+
+    it('gives "order-1" and order-1 one record whichever header carries them', async () => {
+      const { caller, runs, spy } = setup();
+      await caller(viaList('"order-1"')).create({ n: 1 });
+      await caller(viaSingle('"order-1"')).create({ n: 1 });
+      await caller(viaSingle('order-1')).create({ n: 1 });
+      await caller(viaList('order-1')).create({ n: 1 });
+      expect(runs.create).toBe(1);
+      expect(new Set(spy.callsOf('claim').map((r: { id: string }) => r.id)).size).toBe(1);
+    });
+
+    it('checks only the element of its own call: other elements may be anything', async () => {
+      const { caller, seen } = setup();
+      await caller({ headers: { 'idempotency-keys': '["k0",[[["deep"]]],{"a":1},5,true]' } }).create({ n: 1 });
+      expect(seen.map((s) => s?.key)).toEqual(['k0']);
+    });
+  });
+
+  describe('Idempotency-Keys parsed once per request', () => {
+    const parsesOf = (text: string, run: () => Promise<unknown>) => async () => {
+      const parse = vi.spyOn(JSON, 'parse');
+      try {
+        await run();
+        return parse.mock.calls.filter(([arg]) => arg === text).length;
+      } finally {
+        parse.mockRestore();
+      }
+    };
+
+    it('parses the header once for every call of one request', async () => {
+      const { caller, seen, spy } = setup();
+      const text = '["same"]';
+      const headers = { 'idempotency-keys': text };
+      const count = await parsesOf(text, async () => {
+        for (let i = 0; i < 3; i++) await caller({ headers }).create({ n: 1 });
+      })();
+      expect(count).toBe(1);
+      // Every call found its key: one ran, two replayed.
+      expect(seen.map((s) => s?.key)).toEqual(['same']);
+      expect(spy.callsOf('claim')).toHaveLength(3);
+    });
+
+    it('parses once on a frozen headers object too', async () => {
+      const { caller, seen, spy } = setup();
+      const text = '["frozen"]';
+      const headers = Object.freeze({ 'idempotency-keys': text });
+      const count = await parsesOf(text, async () => {
+        await caller({ headers }).create({ n: 1 });
+        await caller({ headers }).create({ n: 1 });
+      })();
+      expect(count).toBe(1);
+      expect(seen.map((s) => s?.key)).toEqual(['frozen']);
+      expect(spy.callsOf('claim')).toHaveLength(2);
+    });
+
+    it('parses again when the header of the same request changed', async () => {
+      const { caller, seen } = setup();
+      const headers: Record<string, string> = { 'idempotency-keys': '["first"]' };
+      await caller({ headers }).create({ n: 1 });
+      headers['idempotency-keys'] = '["second"]';
+      await caller({ headers }).create({ n: 1 });
+      const frozen = Object.freeze({ 'idempotency-keys': '["third"]' });
+      await caller({ headers: frozen }).create({ n: 1 });
+      expect(seen.map((s) => s?.key)).toEqual(['first', 'second', 'third']);
+    });
+
+    it('refuses a malformed header on every call of the request, parsing it once', async () => {
+      const { caller, runs } = setup();
+      const text = '["k"';
+      const headers = { 'idempotency-keys': text };
+      const count = await parsesOf(text, async () => {
+        for (let i = 0; i < 2; i++) {
+          const error = await trpcErrorOf(caller({ headers }).create({ n: 1 }));
+          expect(error.message).toMatch(/must be a JSON array/);
+        }
+      })();
+      expect(count).toBe(1);
+      expect(runs.create).toBe(0);
+    });
+  });
+
   describe('key rules', () => {
     const badKeys: [string, string, RegExp][] = [
       ['empty', '', /empty/],
@@ -190,7 +399,26 @@ describe('createIdempotency', () => {
       const { caller, runs } = setup();
       const error = await trpcErrorOf(caller({ headers: { 'idempotency-key': '' } }).create({ n: 1 }));
       expect(error.code).toBe('BAD_REQUEST');
-      expect(error.message).toMatch(/empty/);
+      expect(error.message).toMatch(/^trpc-idempotency: the idempotency-key header is invalid \(it is empty\)/);
+      expect(runs.create).toBe(0);
+    });
+
+    it('names the bad character, not the length, for a 255-character key with a space', async () => {
+      const { caller } = setup();
+      const error = await trpcErrorOf(caller({ headers: { 'idempotency-key': `${'a'.repeat(127)} ${'a'.repeat(127)}` } }).create({ n: 1 }));
+      expect(error.message).toMatch(/invalid \(it has a character outside 0x21-0x7E\)/);
+    });
+
+    it('answers BAD_REQUEST for a header of blanks only, as for an empty one', async () => {
+      const { caller } = setup();
+      const error = await trpcErrorOf(caller({ headers: { 'idempotency-key': ' \t ' } }).create({ n: 1 }));
+      expect(error.message).toMatch(/invalid \(it is empty\)/);
+    });
+
+    it('refuses a control character inside a quoted key', async () => {
+      const { caller, runs } = setup();
+      const error = await trpcErrorOf(caller({ headers: { 'idempotency-key': '"a\tb"' } }).create({ n: 1 }));
+      expect(error.message).toMatch(/outside 0x21-0x7E/);
       expect(runs.create).toBe(0);
     });
 
@@ -205,7 +433,7 @@ describe('createIdempotency', () => {
       const { caller, runs } = setup({ inputKey: 'idempotencyKey' });
       const error = await trpcErrorOf(caller({}).create({ n: 1, idempotencyKey: 42 }));
       expect(error.code).toBe('BAD_REQUEST');
-      expect(error.message).toMatch(/must be a string/);
+      expect(error.message).toMatch(/input field "idempotencyKey" must be a string/);
       expect(runs.create).toBe(0);
     });
 
@@ -264,10 +492,90 @@ describe('createIdempotency', () => {
       expect(runs.create).toBe(0);
     });
 
+    it('says the server cannot read the header when ctx holds no request headers', async () => {
+      const { caller } = setup({ required: true });
+      const noHeaders = await trpcErrorOf(caller({ user: 'u' }).create({ n: 1 }));
+      expect(noHeaders.message).toMatch(/idempotency-key header \(the server cannot read it: its ctx holds no request headers; put the request in ctx\)$/);
+      const emptyHeaders = await trpcErrorOf(caller({ headers: {} }).create({ n: 1 }));
+      expect(emptyHeaders.message).toMatch(/requires an idempotency key in the idempotency-key header$/);
+      // getKey reads no header: nothing to say about them.
+      const withGetKey = setup({ required: true, getKey: () => undefined });
+      const fromGetKey = await trpcErrorOf(withGetKey.caller({ user: 'u' }).create({ n: 1 }));
+      expect(fromGetKey.message).toMatch(/requires an idempotency key from getKey$/);
+    });
+
     it('names the header and the input field when both are sources', async () => {
       const { caller } = setup({ required: true, inputKey: 'idempotencyKey' });
       const error = await trpcErrorOf(caller({}).create({ n: 1 }));
       expect(error.message).toMatch(/the idempotency-key header or input field "idempotencyKey"/);
+    });
+  });
+
+  describe('unguarded calls', () => {
+    const ourWarnings = (warn: { mock: { calls: unknown[][] } }) =>
+      warn.mock.calls.map(([m]) => String(m)).filter((m) => m.startsWith('trpc-idempotency:'));
+
+    it('emits no_headers for every call and warns once per procedure when ctx has no headers', async () => {
+      const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+      try {
+        const log = eventLog();
+        const { caller, runs } = setup({ onEvent: log.onEvent });
+        await caller({ user: 'u' }).create({ n: 1 });
+        await caller({ user: 'u' }).create({ n: 1 });
+        await caller({ user: 'u' }).bare();
+        expect(runs.create).toBe(3);
+        expect(log.ofType('unguarded')).toEqual([
+          { type: 'unguarded', reason: 'no_headers', path: 'create' },
+          { type: 'unguarded', reason: 'no_headers', path: 'create' },
+          { type: 'unguarded', reason: 'no_headers', path: 'bare' },
+        ]);
+        expect(ourWarnings(warn)).toEqual([expect.stringMatching(/"create" runs unguarded/), expect.stringMatching(/"bare" runs unguarded/)]);
+        expect(ourWarnings(warn)[0]).toBe(
+          'trpc-idempotency: mutation "create" runs unguarded: its ctx holds no request headers (ctx.req, ctx.request or ' +
+            'ctx.headers) and neither getKey nor inputKey is set, so it can never see an idempotency key and a retry runs it ' +
+            'again. Put the request in ctx (createContext: ({ req }) => ({ req, ... })) or set getKey or inputKey. ' +
+            'Each such call emits an `unguarded` event.',
+        );
+      } finally {
+        warn.mockRestore();
+      }
+    });
+
+    for (const [name, options] of [
+      ['getKey', { getKey: () => undefined }],
+      ['inputKey', { inputKey: 'idempotencyKey' }],
+    ] as const) {
+      it(`emits no_key, and does not warn, without headers when ${name} could still give a key`, async () => {
+        const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+        try {
+          const log = eventLog();
+          const { caller } = setup({ ...options, onEvent: log.onEvent });
+          await caller({}).create({ n: 1 });
+          expect(log.ofType('unguarded')).toEqual([{ type: 'unguarded', reason: 'no_key', path: 'create' }]);
+          expect(ourWarnings(warn)).toEqual([]);
+        } finally {
+          warn.mockRestore();
+        }
+      });
+    }
+
+    it('emits nothing unguarded for a keyed call, nor for a keyless one refused under required', async () => {
+      const log = eventLog();
+      const { caller } = setup({ onEvent: log.onEvent, required: true });
+      await caller({ headers: { 'idempotency-key': 'k' } }).create({ n: 1 });
+      await trpcErrorOf(caller({ headers: {} }).create({ n: 1 }));
+      expect(log.ofType('unguarded')).toEqual([]);
+    });
+
+    it("emits fail_open with the record id when onStoreError: 'fail-open' runs a call whose claim failed", async () => {
+      const log = eventLog();
+      const { caller, spy, runs } = setup({ onEvent: log.onEvent, onStoreError: 'fail-open' });
+      spy.override('claim', () => Promise.reject(new Error('down')));
+      await caller({ headers: { 'idempotency-key': 'k' } }).create({ n: 1 });
+      expect(runs.create).toBe(1);
+      const keyHash = log.ofType('store_error')[0]?.keyHash;
+      expect(keyHash).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(log.ofType('unguarded')).toEqual([{ type: 'unguarded', reason: 'fail_open', path: 'create', keyHash }]);
     });
   });
 
@@ -311,8 +619,95 @@ describe('createIdempotency', () => {
       const { caller, runs } = setup({ scope: (({ ctx }: { ctx: TestContext }) => ({ id: ctx.user })) as never });
       const error = await trpcErrorOf(caller({ user: 'alice', headers: { 'idempotency-key': 'k' } }).create({ n: 1 }));
       expect(error.code).toBe('INTERNAL_SERVER_ERROR');
-      expect(error.message).toMatch(/scope\(\) must return a string or number, got object/);
+      expect(error.message).toMatch(/scope\(\) must return a string, number, bigint, null or undefined, got object/);
       expect(runs.create).toBe(0);
+    });
+
+    it('refuses a boolean scope with INTERNAL_SERVER_ERROR and runs nothing', async () => {
+      const { caller, runs, spy } = setup({ scope: (() => true) as never });
+      const error = await trpcErrorOf(caller({ headers: { 'idempotency-key': 'k' } }).create({ n: 1 }));
+      expect(error.code).toBe('INTERNAL_SERVER_ERROR');
+      expect(error.message).toMatch(/got boolean/);
+      expect(runs.create).toBe(0);
+      expect(spy.calls).toHaveLength(0);
+    });
+
+    // A number and its string spelling are two scopes: `1` and `"1"` may be two different users' ids (a numeric id
+    // in one table, a string id in another), and NaN or 1e21 come from bugs that must not merge with a real id.
+    for (const [a, b] of [
+      [1, '1'],
+      [Number.NaN, 'NaN'],
+      [1e21, '1e+21'],
+      [Number.POSITIVE_INFINITY, 'Infinity'],
+      [0.5, '0.5'],
+      [1n, 1],
+      [1n, '1'],
+      [10n ** 30n, '1000000000000000000000000000000'],
+    ] as const) {
+      it(`keeps scope ${typeof a} ${String(a)} apart from ${typeof b} ${JSON.stringify(String(b))}: the same key runs once in each`, async () => {
+        const { caller, runs, spy } = setup({ scope: ({ ctx }) => ctx.scope });
+        const first = await caller({ scope: a, headers: { 'idempotency-key': 'same' } }).create({ n: 1 });
+        const second = await caller({ scope: b, headers: { 'idempotency-key': 'same' } }).create({ n: 1 });
+        expect([first.run, second.run]).toEqual([1, 2]);
+        expect(runs.create).toBe(2);
+        const [idA, idB] = spy.callsOf('claim').map((r: { id: string }) => r.id);
+        expect(idA).not.toBe(idB);
+      });
+    }
+
+    it('guards and replays under a bigint scope (it used to fail every keyed call with a 500)', async () => {
+      const { caller, runs } = setup({ scope: ({ ctx }) => ctx.scope });
+      const api = caller({ scope: 2n ** 64n, headers: { 'idempotency-key': 'big' } });
+      expect(await api.create({ n: 1 })).toEqual({ n: 1, run: 1 });
+      expect(await api.create({ n: 1 })).toEqual({ n: 1, run: 1 });
+      expect(runs.create).toBe(1);
+    });
+
+    it('replays for the same number scope', async () => {
+      const { caller, runs } = setup({ scope: ({ ctx }) => ctx.scope });
+      await caller({ scope: 42, headers: { 'idempotency-key': 'mine' } }).create({ n: 1 });
+      await caller({ scope: 42, headers: { 'idempotency-key': 'mine' } }).create({ n: 1 });
+      expect(runs.create).toBe(1);
+    });
+
+    it('puts undefined, null and "" in the one global scope (anonymous callers share it)', async () => {
+      const { caller, runs } = setup({ scope: ({ ctx }) => ctx.scope });
+      await caller({ scope: undefined, headers: { 'idempotency-key': 'anon' } }).create({ n: 1 });
+      await caller({ scope: null, headers: { 'idempotency-key': 'anon' } }).create({ n: 1 });
+      await caller({ scope: '', headers: { 'idempotency-key': 'anon' } }).create({ n: 1 });
+      expect(runs.create).toBe(1);
+    });
+  });
+
+  describe('scopeText and record ids', () => {
+    it('encodes strings as JSON and numbers and bigints as tagged objects no string can equal', () => {
+      expect(scopeText('alice')).toBe('"alice"');
+      expect(scopeText('{"n":"1"}')).toBe('"{\\"n\\":\\"1\\"}"');
+      expect(scopeText(undefined)).toBe('""');
+      expect(scopeText(null)).toBe('""');
+      expect(scopeText(1)).toBe('{"n":"1"}');
+      expect(scopeText(-0)).toBe('{"n":"0"}');
+      expect(scopeText(Number.NaN)).toBe('{"n":"NaN"}');
+      expect(scopeText(-Infinity)).toBe('{"n":"-Infinity"}');
+      expect(scopeText(1e21)).toBe('{"n":"1e+21"}');
+      expect(scopeText(-5n)).toBe('{"b":"-5"}');
+      expect(() => scopeText(Symbol('s'))).toThrow(/got symbol/);
+      expect(() => scopeText(() => 1)).toThrow(/got function/);
+    });
+
+    it('keeps the 0.1.0 record id of a string scope and of the global scope byte for byte', async () => {
+      const { caller, spy } = setup({ scope: ({ ctx }) => ctx.scope });
+      await caller({ scope: 'alice', headers: { 'idempotency-key': 'k-1' } }).create({ n: 1 });
+      await caller({ headers: { 'idempotency-key': 'k-1' } }).create({ n: 1 });
+      await caller({ scope: 7, headers: { 'idempotency-key': 'k-1' } }).create({ n: 1 });
+      const ids = spy.callsOf('claim').map((r: { id: string }) => r.id);
+      const hash = (text: string) => createHash('sha256').update(text).digest('base64url');
+      expect(ids).toEqual([
+        hash(JSON.stringify(['alice', 'create', 'k-1'])),
+        hash(JSON.stringify(['', 'create', 'k-1'])),
+        hash('[{"n":"7"},"create","k-1"]'),
+      ]);
+      expect(recordId(scopeText('alice'), 'create', 'k-1')).toBe(ids[0]);
     });
   });
 });
