@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 
 // ESLint reads the default export of its flat config; the project otherwise uses named exports only.
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.bench-out/**', '.tmp/**', 'examples/browser/dist/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.bench-out/**', '.tmp/**', 'examples/browser/dist/**', '.stryker-tmp/**', 'reports/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -27,7 +27,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['*.config.ts', '*.config.js'],
+    files: ['*.config.ts', '*.config.js', '*.config.mjs'],
     rules: { 'no-restricted-syntax': 'off' },
   },
 );

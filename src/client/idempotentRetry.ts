@@ -135,7 +135,10 @@ const decideKeyed = (error: TRPCClientError<any>, op: Operation): Decision => {
   const key = op.context.idempotencyKey as string;
   const data = error.data as { code?: unknown; httpStatus?: unknown; idempotency?: IdempotencyErrorData } | undefined;
   const headers = responseHeaders(error.meta);
-  if (headers === undefined && !data) return { retry: true }; // no response: network error
+  // No response at all (a network error): the server never got the call, or stored its outcome. A response whose
+  // body is not JSON (a proxy's HTML 502 for a crashed upstream) leaves no meta either, but it is an answer: like
+  // any 5xx without a sign of the idempotency layer, it may come after an unprotected procedure ran.
+  if (headers === undefined && !data) return { retry: !isUnreadableResponse(error) };
   const found = readKeyStatus(error.meta, key, batchPositionOf(op.context));
   const keyStatus = found.kind === 'reported' ? found.status : undefined;
   const reason = data?.idempotency?.reason;
@@ -165,6 +168,10 @@ const hintOf = (error: TRPCClientError<any>): number | undefined => {
   const fromData = (error.data as { idempotency?: IdempotencyErrorData } | undefined)?.idempotency?.retryAfterMs;
   return typeof fromData === 'number' && fromData >= 0 ? fromData : readRetryAfterMs(error.meta);
 };
+
+/** tRPC's HTTP links fail with the `SyntaxError` of `response.json()` when a response's body is not JSON. */
+const isUnreadableResponse = (error: TRPCClientError<any>): boolean =>
+  (error.cause as { name?: unknown } | undefined)?.name === 'SyntaxError';
 
 const isAbort = (op: Operation, error: TRPCClientError<any>): boolean =>
   op.signal?.aborted === true || (error.cause as { name?: unknown } | undefined)?.name === 'AbortError';
