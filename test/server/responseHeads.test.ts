@@ -17,7 +17,8 @@ const ourHeadBytes = (headers: Headers): number =>
 
 const buildRouter = () => {
   const t = initTRPC.context<{ req: unknown }>().create();
-  const { idempotent } = createIdempotency({ store: createMemoryStore({ maxRunningPerPartition: 2048 }) // one scope runs a 1,025-call batch at once });
+  // One scope runs a 1,025-call batch at once: above the memory store's default of 1,000 running claims per scope.
+  const { idempotent } = createIdempotency({ store: createMemoryStore({ maxRunningPerPartition: 2048 }) });
   const runs = { c: 0 };
   let open: () => void = () => {};
   let started: () => void = () => {};
