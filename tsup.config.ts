@@ -5,6 +5,7 @@ export const tsupConfig = defineConfig({
     index: 'src/index.ts',
     'redis/index': 'src/redis/index.ts',
     'client/index': 'src/client/index.ts',
+    'otel/index': 'src/otel/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

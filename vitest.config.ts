@@ -10,6 +10,7 @@ export const vitestConfig = defineConfig({
       { find: /^trpc-idempotency$/, replacement: fromRoot('./src/index.ts') },
       { find: /^trpc-idempotency\/redis$/, replacement: fromRoot('./src/redis/index.ts') },
       { find: /^trpc-idempotency\/client$/, replacement: fromRoot('./src/client/index.ts') },
+      { find: /^trpc-idempotency\/otel$/, replacement: fromRoot('./src/otel/index.ts') },
     ],
   },
   test: {

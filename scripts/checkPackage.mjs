@@ -26,6 +26,7 @@ const expected = {
   '.': ['createIdempotency', 'idempotent', 'createMemoryStore', 'idempotencyResponseMeta', 'idempotencyErrorData', 'IdempotencyError'],
   './redis': ['createRedisStore'],
   './client': ['idempotencyLink', 'idempotencyHeaders', 'idempotentRetry'],
+  './otel': ['createOtelObserver', 'METRIC', 'ATTR'],
 };
 
 const failures = [];
