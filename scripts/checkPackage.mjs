@@ -27,6 +27,7 @@ const expected = {
   './redis': ['createRedisStore'],
   './postgres': ['createPostgresStore', 'createPostgresTable', 'postgresTableSql'],
   './client': ['idempotencyLink', 'idempotencyHeaders', 'idempotentRetry'],
+  './otel': ['createOtelObserver', 'METRIC', 'ATTR'],
 };
 
 const failures = [];

@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { initTRPC } from '@trpc/server';
 import superjson from 'superjson';
 import { z } from 'zod';
-import type { IdempotencyStore } from 'trpc-idempotency';
+import type { IdempotencyOptions, IdempotencyStore } from 'trpc-idempotency';
 import { createIdempotency, idempotencyErrorData } from 'trpc-idempotency';
 
 /** What every adapter's createContext returns: the request (the middleware reads the key headers from it) and the user. */
@@ -40,6 +40,8 @@ export interface OrderAppOptions {
   store?: IdempotencyStore;
   /** How a duplicate that arrives while the first call runs is answered. */
   onInProgress?: 'reject' | 'wait';
+  /** Receives every idempotency event, for logs and metrics (see examples/observability). */
+  onEvent?: IdempotencyOptions['onEvent'];
   /** Called after an order is written, before the response is sent (tests hook in here). */
   onOrderCreated?: (order: Order) => void | Promise<void>;
 }
@@ -49,6 +51,7 @@ export const createOrderApp = (options: OrderAppOptions = {}) => {
   const { idempotent } = createIdempotency<OrderContext>({
     store: options.store,
     onInProgress: options.onInProgress,
+    onEvent: options.onEvent,
     // One user's key can never replay another user's order.
     scope: ({ ctx }) => ctx.userId,
   });
