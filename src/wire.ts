@@ -5,17 +5,21 @@
  * Request:
  * - `Idempotency-Key: <key>` on a request with one call (httpLink). On a batch it applies to batch index 0 only.
  * - `Idempotency-Keys: ["k0",null,"k2"]` on a batch (httpBatchLink): a JSON array indexed by the call's
- *   `batchIndex`, `null` where a call has no key. When present it wins over `Idempotency-Key`.
- *   A key is 1 to 255 characters of visible ASCII (0x21-0x7E). An IETF-style quoted sf-string
- *   (`"abc"`) is accepted in `Idempotency-Key` and unquoted.
+ *   `batchIndex`, `null` where a call has no key. When present it wins over `Idempotency-Key`. It is parsed once
+ *   per request; only each call's own element is checked, and a list shorter than the batch leaves the later
+ *   calls without a key.
+ * - A key is 1 to 255 characters of visible ASCII (0x21-0x7E). One rule for both headers: spaces and tabs around
+ *   a key are dropped and an RFC 8941 sf-string (`"abc"`, with `\"` and `\\` escapes) is unquoted, in
+ *   `Idempotency-Key` and in every element of `Idempotency-Keys`, so `"abc"` and `abc` are one key. A value that
+ *   opens with `"` but is not a whole sf-string is refused (KEY_INVALID). Statuses name the unquoted key.
  *
  * Response (set by `idempotencyResponseMeta`, non-streamed responses only). Whatever the batch size, these headers
  * together stay under `RESPONSE_HEADERS_BUDGET` (1,536 bytes), so they fit a proxy's one-page head buffer (nginx's
  * `proxy_buffer_size` is 4 or 8 KB for the whole head) and undici's 16 KB limit with room for the app's own:
  * - `Idempotency-Statuses: er-p` on a batch (httpBatchLink): one character per call, by batch position, saying
  *   what the server did with that call's key (`STATUS_LETTERS`: `e` executed, `r` replayed, `l` released,
- *   `p` in_progress, `m` mismatch, `n` not_stored, `u` store_unavailable, `x` lease_lost), `-` where the call had no key or no
- *   idempotent procedure saw it. Two calls that sent one key are told apart. A batch of more than
+ *   `p` in_progress, `m` mismatch, `n` not_stored, `u` store_unavailable, `x` lease_lost), `-` where the
+ *   call had no key or no idempotent procedure saw it. Two calls that sent one key are told apart. A batch of more than
  *   `MAX_REPORTED_CALLS` (1,024) calls gets `Idempotency-Statuses: omitted` instead: the calls ran as usual, but
  *   the client cannot tell replays (`replayed: null`).
  * - `Idempotency-Status: {"k0":"replayed"}` on a request with one call (httpLink): what the server did with each
