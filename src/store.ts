@@ -36,8 +36,8 @@ export interface ClaimRequest extends RecordRef {
    * A store may use it for quotas and fair eviction only: to bound what one scope holds (entries, bytes, running
    * claims), to refuse a scope over its quota, and to evict a flooding scope's own records rather than another
    * scope's. The memory store does all of that (see `MemoryStoreOptions`). The Redis store ignores it: Redis
-   * memory is the operator's, and `maxmemory-policy` must be `noeviction` or a `volatile-*` policy (an
-   * `allkeys-*` policy may evict a live record, and its key would run again).
+   * memory is the operator's, and `maxmemory-policy` must be `noeviction`: every record has an expiry, so a
+   * `volatile-*` policy may evict a live record as well as an `allkeys-*` one, and its key would run again.
    */
   partition: string;
   /** Random token of this claim; only its holder may renew, complete or release. */

@@ -79,7 +79,7 @@ export const createRedisStore = (options: RedisStoreOptions): RedisStore => {
 
   return {
     // A bad duration rejects that call only (never thrown synchronously). The claim's partition is not used:
-    // Redis memory is the operator's (maxmemory-policy must be noeviction or volatile-*, see store.ts).
+    // Redis memory is the operator's (maxmemory-policy must be noeviction, see store.ts).
     claim: ({ id, token, fingerprint, lockTtlMs }) =>
       guard(() => claims(id, [token, fingerprint, lockTtl(lockTtlMs)])),
     renew: ({ id, token, lockTtlMs }) => guard(() => renewals(id, [token, lockTtl(lockTtlMs)])),
