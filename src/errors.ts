@@ -8,7 +8,8 @@ export type IdempotencyErrorCode =
   | 'STORE_UNAVAILABLE'
   | 'RECORD_CORRUPT'
   | 'LEASE_LOST'
-  | 'INVALID_OPTION';
+  | 'INVALID_OPTION'
+  | 'INPUT_TOO_LARGE';
 
 export interface IdempotencyErrorOptions extends ErrorOptions {
   /** For IN_PROGRESS and STORE_UNAVAILABLE: when a retry may succeed. */

@@ -67,7 +67,9 @@ export interface IdempotencyErrorData {
     | 'store_unavailable'
     | 'record_corrupt'
     | 'lease_lost'
-    | 'invalid_option';
+    | 'invalid_option'
+    /** The input is past the default fingerprint's budget (depth, values or string length) or holds a cycle. */
+    | 'input_too_large';
   /** Retry after this many milliseconds (in-progress conflicts and store outages only). */
   retryAfterMs?: number;
 }

@@ -56,10 +56,13 @@ describe('fingerprintInput', () => {
     differ(new Money(100, 'EUR'), { cents: 100, currency: 'EUR' });
   });
 
-  it('handles a cycle instead of looping', () => {
+  it('refuses a cycle with INPUT_TOO_LARGE instead of looping (as a tree it never ends)', () => {
     const a: Record<string, unknown> = { x: 1 };
     a.self = a;
-    expect(fingerprintInput(a)).toMatch(/^[\w-]{43}$/);
+    expect(() => fingerprintInput(a)).toThrow(expect.objectContaining({ code: 'INPUT_TOO_LARGE', message: expect.stringMatching(/a cycle/) }));
+    const viaMap = new Map<string, unknown>();
+    viaMap.set('again', [viaMap]);
+    expect(() => fingerprintInput({ viaMap })).toThrow(expect.objectContaining({ code: 'INPUT_TOO_LARGE' }));
   });
 
   it('compares FormData fields, in order', () => {
