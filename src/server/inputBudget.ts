@@ -62,7 +62,7 @@ const visit = (scan: Scan, value: unknown, depth: number): number => {
   if (seen !== undefined) {
     if (seen.height < 0) throw refused('refers to itself (a cycle), which as a tree never ends');
     if (depth + seen.height > scan.budget.maxInputDepth) throw tooDeep(scan.budget);
-    addNodes(scan, seen.nodes);
+    addNodes(scan, seen.nodes - 1); // the object itself is counted above
     addChars(scan, seen.chars);
     return seen.height;
   }
