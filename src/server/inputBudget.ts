@@ -14,8 +14,9 @@ export const MAX_INPUT_DEPTH_LIMIT = 1000;
  * Refuses (INPUT_TOO_LARGE) an input past the budget, measured as if it were a tree: an object reached by several
  * paths counts at each, so an input and the same input with shared references (superjson's
  * `referentialEqualities`) pass or fail alike. The walk itself sees each object once and is linear in the input
- * as received: an object met again adds the counts it added the first time. A cycle is refused (as a tree it
- * never ends). Recursion never goes deeper than `maxInputDepth`.
+ * as received: an object met again adds the counts it added the first time (past the first few hundred values;
+ * before that, walking it again is as cheap). A cycle is refused as too deep (as a tree it never ends). Recursion
+ * never goes deeper than `maxInputDepth`.
  *
  * The encoders that run after it walk the input as a tree, and so does superjson (its annotations are
  * exponential in the depth of a shared structure); this check is what bounds them.
@@ -34,7 +35,10 @@ export const isOpaque = (value: object): boolean =>
 
 // ---- internal helpers ----
 
-/** What a finished object added to the counts; `height` is -1 while the object is still being walked. */
+/** Values walked before objects are remembered (see visitObject). */
+const MEMO_AFTER_NODES = 256;
+
+/** What a finished object added to the counts. */
 interface Seen {
   height: number;
   nodes: number;
@@ -45,74 +49,93 @@ interface Scan {
   budget: InputBudget;
   nodes: number;
   chars: number;
-  /** Created on the first object: most inputs that reach here are objects, but a primitive needs none. */
+  /** Objects finished after the first MEMO_AFTER_NODES values, by identity. */
   seen: Map<object, Seen> | undefined;
 }
 
 /** Counts `value` at `depth` objects below the root; returns its height (objects on its longest downward path). */
-const visit = (scan: Scan, value: unknown, depth: number): number => {
-  addNodes(scan, 1);
-  if (typeof value === 'string') {
-    addChars(scan, value.length);
-    return 0;
-  }
-  if (typeof value !== 'object' || value === null) return 0;
+const visit = (scan: Scan, value: unknown, depth: number): number =>
+  typeof value === 'object' && value !== null ? visitObject(scan, value, depth) : visitPrimitive(scan, value);
 
-  const seen = (scan.seen ??= new Map()).get(value);
+const visitPrimitive = (scan: Scan, value: unknown): number => {
+  addNodes(scan, 1);
+  if (typeof value === 'string') addChars(scan, value.length);
+  return 0;
+};
+
+const visitObject = (scan: Scan, value: object, depth: number): number => {
+  const seen = scan.seen?.get(value);
   if (seen !== undefined) {
-    if (seen.height < 0) throw refused('refers to itself (a cycle), which as a tree never ends');
     if (depth + seen.height > scan.budget.maxInputDepth) throw tooDeep(scan.budget);
-    addNodes(scan, seen.nodes - 1); // the object itself is counted above
+    addNodes(scan, seen.nodes);
     addChars(scan, seen.chars);
     return seen.height;
   }
   if (depth + 1 > scan.budget.maxInputDepth) throw tooDeep(scan.budget);
-  if (isOpaque(value)) return 1; // never walked: the encoders refuse it with an error naming the fix
-
-  const entry: Seen = { height: -1, nodes: scan.nodes - 1, chars: scan.chars };
-  scan.seen.set(value, entry);
-  const below = visitChildren(scan, value, depth + 1);
-  entry.height = below + 1;
-  entry.nodes = scan.nodes - entry.nodes;
-  entry.chars = scan.chars - entry.chars;
-  return entry.height;
+  const nodes = scan.nodes;
+  const chars = scan.chars;
+  addNodes(scan, 1);
+  const height = visitChildren(scan, value, depth + 1) + 1;
+  // Remembered once the input is past MEMO_AFTER_NODES values: an object finished before that holds fewer, so
+  // walking it again costs at most that many steps per extra path, and small inputs never pay for a Map.
+  if (scan.nodes >= MEMO_AFTER_NODES) {
+    (scan.seen ??= new Map()).set(value, { height, nodes: scan.nodes - nodes, chars: scan.chars - chars });
+  }
+  return height;
 };
 
-/** Walks what the encoders and superjson read of an object; returns the largest height among its children. */
+/**
+ * Walks what the encoders and superjson read of an object (children at `depth`); returns the largest height
+ * among its children. Plain objects and arrays first: they are nearly every object of an input.
+ */
 const visitChildren = (scan: Scan, value: object, depth: number): number => {
-  let height = 0;
-  const child = (item: unknown) => {
-    const h = visit(scan, item, depth);
-    if (h > height) height = h;
-  };
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) child(value[i]);
-  } else if (value instanceof Map) {
-    for (const [k, v] of value) {
-      child(k);
-      child(v);
-    }
-  } else if (value instanceof Set) {
-    for (const item of value) child(item);
-  } else if (ArrayBuffer.isView(value)) {
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto === Object.prototype || proto === null) return visitRecord(scan, value as Record<string, unknown>, depth);
+  if (proto === Array.prototype) return visitList(scan, value as unknown[], depth);
+  if (proto === Date.prototype) return 0;
+  if (Array.isArray(value)) return visitList(scan, value, depth);
+  if (value instanceof Date) return 0;
+  if (isOpaque(value)) return 0; // never walked (a stream's insides): the encoders refuse it, naming the fix
+  if (value instanceof Map) {
+    let height = 0;
+    for (const [k, v] of value) height = Math.max(height, visit(scan, k, depth), visit(scan, v, depth));
+    return height;
+  }
+  if (value instanceof Set) return visitList(scan, [...value], depth);
+  if (ArrayBuffer.isView(value)) {
     addNodes(scan, (value as { length?: number }).length ?? 0); // superjson turns a typed array into a list
-  } else if (value instanceof RegExp) {
-    addChars(scan, value.source.length);
-  } else if (value instanceof URL) {
-    addChars(scan, value.href.length);
-  } else if (value instanceof Error) {
-    addChars(scan, value.name.length + value.message.length);
-  } else if (typeof FormData !== 'undefined' && value instanceof FormData) {
+    return 0;
+  }
+  if (value instanceof RegExp) addChars(scan, value.source.length);
+  else if (value instanceof URL) addChars(scan, value.href.length);
+  else if (value instanceof Error) addChars(scan, value.name.length + value.message.length);
+  else if (typeof FormData !== 'undefined' && value instanceof FormData) {
     for (const [name, entry] of value) {
-      child(name);
-      child(entry);
+      visitPrimitive(scan, name);
+      visit(scan, entry, depth);
     }
-  } else if (!(value instanceof Date)) {
-    const record = value as Record<string, unknown>;
-    for (const key of Object.keys(record)) {
-      addChars(scan, key.length);
-      child(record[key]);
-    }
+  } else return visitRecord(scan, value as Record<string, unknown>, depth); // class instances, as superjson copies them
+  return 0;
+};
+
+const visitRecord = (scan: Scan, record: Record<string, unknown>, depth: number): number => {
+  let height = 0;
+  for (const key in record) {
+    if (!Object.prototype.hasOwnProperty.call(record, key)) continue;
+    addChars(scan, key.length);
+    const item = record[key];
+    const h = typeof item === 'object' && item !== null ? visitObject(scan, item, depth) : visitPrimitive(scan, item);
+    if (h > height) height = h;
+  }
+  return height;
+};
+
+const visitList = (scan: Scan, list: readonly unknown[], depth: number): number => {
+  let height = 0;
+  for (let i = 0; i < list.length; i++) {
+    const item = list[i];
+    const h = typeof item === 'object' && item !== null ? visitObject(scan, item, depth) : visitPrimitive(scan, item);
+    if (h > height) height = h;
   }
   return height;
 };
@@ -132,10 +155,11 @@ const addChars = (scan: Scan, count: number): void => {
 };
 
 const tooDeep = (budget: InputBudget): IdempotencyError =>
-  tooLarge(`is nested deeper than maxInputDepth = ${budget.maxInputDepth} levels`);
+  tooLarge(`is nested deeper than maxInputDepth = ${budget.maxInputDepth} levels, or refers to itself (a cycle)`);
 
 const tooLarge = (what: string): IdempotencyError =>
-  refused(`${what} (an object reached by several paths counts once per path)`);
-
-const refused = (what: string): IdempotencyError =>
-  new IdempotencyError('INPUT_TOO_LARGE', `the input ${what}; the idempotency fingerprint refuses it before anything runs`);
+  new IdempotencyError(
+    'INPUT_TOO_LARGE',
+    `the input ${what} (an object reached by several paths counts once per path); the idempotency fingerprint ` +
+      'refuses it before anything runs',
+  );

@@ -70,10 +70,11 @@ afterEach(() => {
 });
 
 describe('fingerprintInput on shared references', () => {
-  it('refuses a 40-level doubly shared input after listing each object once, not 2^40 times', () => {
+  it('refuses a 40-level doubly shared input after listing keys a few hundred times at most, not 2^40', () => {
     const { value, reads } = countedDoubled(40, 1_000);
     expect(failure(() => fingerprintInput(value))).toBe('INPUT_TOO_LARGE');
-    expect(reads.count).toBeLessThanOrEqual(40);
+    // Objects are remembered once the walk is past its first 256 values; before that, walking one again is cheap.
+    expect(reads.count).toBeLessThanOrEqual(300);
   });
 
   it('never hands superjson a shared input past the budget (its annotations grow with every path)', () => {
@@ -187,7 +188,7 @@ describe('the middleware with an input past the fingerprint budget', () => {
     const { caller, store, runs } = build();
     const { value, reads } = countedDoubled(40, 1_000);
     const error = await trpcErrorOf(caller.strict(value));
-    expect(reads.count).toBeLessThanOrEqual(40);
+    expect(reads.count).toBeLessThanOrEqual(300);
     expect(error.code).toBe('PAYLOAD_TOO_LARGE');
     expect(error.message).toMatch(/maxInputNodes = 100000/);
     expect(idempotencyErrorData(error)).toEqual({ reason: 'input_too_large' });
