@@ -140,6 +140,12 @@ describe('fingerprintInput budget', () => {
     expect(failure(() => fingerprintInput(new Map([[1, new Set([[{}]])]]), budget({ maxInputDepth: 3 })))).toBe('INPUT_TOO_LARGE');
   });
 
+  it('fingerprints 1000 levels of Maps around a class instance without overflowing the stack (the highest maxInputDepth)', () => {
+    let value: unknown = new Money(1, 'EUR');
+    for (let i = 1; i < 1_000; i++) value = new Map([['k', value]]);
+    expect(fingerprintInput(value, budget({ maxInputDepth: 1_000 }))).toMatch(/^[\w-]{43}$/);
+  });
+
   it('measures depth along the longest path, also through an object met first on a shorter one', () => {
     const deep = nested(2); // 2 levels
     const input = { short: deep, long: { x: { y: deep } } }; // 1 + 2 + 2 = 5 levels through `long`
