@@ -17,6 +17,14 @@ export const DEFAULTS = {
   /** Hash the raw input and answer UNPROCESSABLE_CONTENT when a key comes back with another input. */
   fingerprint: true as boolean,
   /**
+   * The default fingerprint's budget, measured on the input as a tree (a shared object counts once per path).
+   * Past it the input is refused (PAYLOAD_TOO_LARGE) before anything runs: the fingerprint, like superjson, walks
+   * the input as a tree, so shared references could otherwise make one small request cost 2^depth steps.
+   */
+  maxInputDepth: 100,
+  maxInputNodes: 100_000,
+  maxInputChars: 1024 * 1024,
+  /**
    * Longest retry hint given to an in-progress duplicate. The lease says when a crashed owner's key frees up,
    * but a live owner usually finishes much sooner: clients should come back soon, not after the whole lease.
    */

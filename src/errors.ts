@@ -9,7 +9,8 @@ export type IdempotencyErrorCode =
   | 'QUOTA_EXCEEDED'
   | 'RECORD_CORRUPT'
   | 'LEASE_LOST'
-  | 'INVALID_OPTION';
+  | 'INVALID_OPTION'
+  | 'INPUT_TOO_LARGE';
 
 export interface IdempotencyErrorOptions extends ErrorOptions {
   /** For IN_PROGRESS, STORE_UNAVAILABLE and QUOTA_EXCEEDED: when a retry may succeed. */

@@ -122,7 +122,9 @@ export interface IdempotencyErrorData {
     | 'quota_exceeded'
     | 'record_corrupt'
     | 'lease_lost'
-    | 'invalid_option';
+    | 'invalid_option'
+    /** The input is past the default fingerprint's budget (depth, values or string length) or holds a cycle. */
+    | 'input_too_large';
   /** Retry after this many milliseconds (in-progress conflicts, store outages and quotas only). */
   retryAfterMs?: number;
 }

@@ -1,26 +1,35 @@
 import * as nodeCrypto from 'node:crypto';
 import superjson from 'superjson';
+import { DEFAULTS } from '../constants';
 import { IdempotencyError } from '../errors';
+import type { InputBudget } from './inputBudget';
+import { checkInputBudget, isOpaque } from './inputBudget';
 
 /**
  * A stable hash of a raw input: the same for two inputs that differ only in object key order, different when a
  * superjson type differs (a Date is not its ISO string, 1n is not 1, `undefined` is not a missing key). Map and
- * Set order counts.
+ * Set order counts. An input with shared references (one object at several paths, as superjson's
+ * `referentialEqualities` builds) hashes like the same input without them: the procedure sees the same value.
  *
  * Plain data (objects, arrays, strings, numbers, booleans, null, undefined, bigint, Date, Map, Set, RegExp, URL)
- * is encoded in one pass; anything else (class instances, typed arrays, errors, symbols, cycles) goes through
- * superjson, so types you registered with superjson count too. The two encodings never meet: their texts start
- * with different tags.
+ * is encoded in one pass; anything else (class instances, typed arrays, errors, symbols) goes through superjson,
+ * so types you registered with superjson count too. The two encodings never meet: their texts start with
+ * different tags.
+ *
+ * Both encodings, and superjson, walk the input as a tree, so the input is first measured as one (see
+ * `checkInputBudget`): past the budget, or with a cycle, it is refused with an INPUT_TOO_LARGE IdempotencyError
+ * after a walk linear in the input as received.
  *
  * Inputs that cannot be compared without reading them (a Blob or File, a FormData holding files, a stream) and
  * objects superjson does not know throw an IdempotencyError instead of all hashing alike: set `fingerprint` to
  * your own function (or `false`) on such procedures.
  */
-export const fingerprintInput = (rawInput: unknown): string => {
+export const fingerprintInput = (rawInput: unknown, budget: InputBudget = DEFAULTS): string => {
+  checkInputBudget(rawInput, budget);
   const text = encodePlain(rawInput, 0);
   if (text !== undefined) return sha256Base64url(`p${text}`);
   const { json, meta } = superjson.serialize(rawInput);
-  return sha256Base64url(`s${canonicalJson(json)}\n${canonicalJson(meta ?? null)}`);
+  return sha256Base64url(`s${canonicalJson(json)}\n${canonicalJson(withoutSharing(meta))}`);
 };
 
 /**
@@ -34,7 +43,7 @@ export const sha256Base64url: (text: string) => string =
 
 // ---- internal helpers ----
 
-/** Deeper than this is treated as a possible cycle and left to superjson. */
+/** Deeper than this is left to superjson (as 0.1.0 did, when it took depth for a possible cycle), so fingerprints stay. */
 const MAX_DEPTH = 64;
 
 /**
@@ -84,13 +93,6 @@ const encodePlain = (value: unknown, depth: number): string | undefined => {
   if (typeof FormData !== 'undefined' && value instanceof FormData) return encodeFormData(value);
   return undefined;
 };
-
-/** Values whose content can only be read asynchronously, or not at all without consuming it. */
-const isOpaque = (value: object): boolean =>
-  (typeof Blob !== 'undefined' && value instanceof Blob) ||
-  (typeof ReadableStream !== 'undefined' && value instanceof ReadableStream) ||
-  Symbol.asyncIterator in value ||
-  typeof (value as { pipe?: unknown }).pipe === 'function';
 
 const describe = (value: object): string => {
   const name = (value.constructor as { name?: string } | undefined)?.name;
@@ -160,6 +162,16 @@ const sortKeys = (keys: string[]): string[] => {
     keys[j + 1] = key;
   }
   return keys;
+};
+
+/**
+ * superjson's meta without `referentialEqualities`: which paths share an object does not change the value (cycles
+ * never get here). A meta left with nothing but its version hashes like no meta, as a tree input's does.
+ */
+const withoutSharing = (meta: { values?: unknown; referentialEqualities?: unknown; v?: number } | undefined): object | null => {
+  if (meta?.values === undefined) return null;
+  const { referentialEqualities: _, ...rest } = meta;
+  return rest;
 };
 
 const canonicalJson = (value: unknown): string => {

@@ -124,9 +124,9 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
     let fingerprint: string;
     try {
       const { fingerprint: how } = options;
-      fingerprint = how === false ? '' : how === true ? fingerprintInput(rawInput) : how(rawInput);
+      fingerprint = how === false ? '' : how === true ? fingerprintInput(rawInput, options) : how(rawInput);
     } catch (error) {
-      // An input the fingerprint cannot compare: refuse (the procedure does not run) rather than replay blindly.
+      // An input the fingerprint cannot compare or that is past its budget: refuse (nothing runs) rather than replay blindly.
       if (isIdempotencyError(error)) throw toTRPCError(error);
       throw error;
     }

@@ -7,6 +7,7 @@ import type { Serializer } from '../serialization';
 import { superjsonSerializer } from '../serialization';
 import type { IdempotencyStore } from '../store';
 import type { IdempotencyEvent } from './events';
+import { MAX_INPUT_DEPTH_LIMIT } from './inputBudget';
 
 export interface GetKeyOptions<TContext> {
   ctx: TContext;
@@ -52,6 +53,26 @@ export interface IdempotentOptions<TContext = any> {
    * @default true
    */
   fingerprint?: boolean | ((rawInput: unknown) => string);
+  /**
+   * Deepest input the default fingerprint (`fingerprint: true`) accepts, in levels of objects, arrays, Maps and
+   * Sets. A deeper input, or one that refers to itself, is refused with PAYLOAD_TOO_LARGE (reason
+   * `input_too_large`) before anything is claimed or run. At most 1000.
+   * @default 100
+   */
+  maxInputDepth?: number;
+  /**
+   * Most values (objects, arrays, their items, Map entries' keys and values, primitives) an input may hold for
+   * the default fingerprint. An object reached by several paths counts once per path, as if it were sent as a
+   * tree; past this the input is refused with PAYLOAD_TOO_LARGE before anything is claimed or run.
+   * @default 100000
+   */
+  maxInputNodes?: number;
+  /**
+   * Most characters (UTF-16 code units) of strings and object keys an input may hold for the default
+   * fingerprint, counted as for `maxInputNodes`; past this it is refused with PAYLOAD_TOO_LARGE.
+   * @default 1048576 (1 Mi)
+   */
+  maxInputChars?: number;
   /**
    * A duplicate that arrives while the first call runs: `'reject'` answers CONFLICT with a retry hint,
    * `'wait'` waits up to `waitTimeoutMs` for the first call's result (CONFLICT on timeout).
@@ -169,6 +190,12 @@ const checks: { [K in keyof IdempotencyOptions]-?: [rule: string, ok: (v: unknow
   required: ['must be a boolean', (v) => typeof v === 'boolean'],
   scope: ['must be a function', (v) => typeof v === 'function'],
   fingerprint: ['must be a boolean or a function', (v) => typeof v === 'boolean' || typeof v === 'function'],
+  maxInputDepth: [
+    `must be a positive integer of at most ${MAX_INPUT_DEPTH_LIMIT}`,
+    (v) => isPositiveInteger(v) && (v as number) <= MAX_INPUT_DEPTH_LIMIT,
+  ],
+  maxInputNodes: ['must be a positive integer', isPositiveInteger],
+  maxInputChars: ['must be a positive integer', isPositiveInteger],
   onInProgress: ["must be 'reject' or 'wait'", (v) => v === 'reject' || v === 'wait'],
   waitTimeoutMs: ['must be a positive integer (ms)', isPositiveInteger],
   ttlMs: ['must be a positive integer (ms)', isPositiveInteger],
@@ -206,8 +233,8 @@ const validate = (where: string, options: object, allowed: readonly string[]): v
 };
 
 const PROCEDURE_KEYS = [
-  'getKey', 'inputKey', 'required', 'scope', 'fingerprint', 'onInProgress', 'waitTimeoutMs', 'ttlMs',
-  'lockTtlMs', 'maxResultBytes', 'shouldStoreError', 'onStoreError',
+  'getKey', 'inputKey', 'required', 'scope', 'fingerprint', 'maxInputDepth', 'maxInputNodes', 'maxInputChars',
+  'onInProgress', 'waitTimeoutMs', 'ttlMs', 'lockTtlMs', 'maxResultBytes', 'shouldStoreError', 'onStoreError',
 ] as const;
 const GLOBAL_KEYS = [...PROCEDURE_KEYS, 'store', 'headerName', 'serializer', 'onEvent', 'clock'] as const;
 
@@ -224,6 +251,9 @@ export const resolveGlobalOptions = (options: IdempotencyOptions): ResolvedGloba
     inputKey: given.inputKey ?? DEFAULTS.inputKey,
     required: given.required ?? DEFAULTS.required,
     fingerprint: given.fingerprint ?? DEFAULTS.fingerprint,
+    maxInputDepth: given.maxInputDepth ?? DEFAULTS.maxInputDepth,
+    maxInputNodes: given.maxInputNodes ?? DEFAULTS.maxInputNodes,
+    maxInputChars: given.maxInputChars ?? DEFAULTS.maxInputChars,
     onInProgress: given.onInProgress ?? DEFAULTS.onInProgress,
     waitTimeoutMs: given.waitTimeoutMs ?? DEFAULTS.waitTimeoutMs,
     ttlMs: given.ttlMs ?? DEFAULTS.ttlMs,

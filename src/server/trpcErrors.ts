@@ -16,6 +16,7 @@ const TRPC_CODES = {
   RECORD_CORRUPT: 'INTERNAL_SERVER_ERROR',
   LEASE_LOST: 'CONFLICT',
   INVALID_OPTION: 'INTERNAL_SERVER_ERROR',
+  INPUT_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
 } as const satisfies Record<IdempotencyErrorCode, TRPCError['code']>;
 
 const REASONS = {
@@ -29,6 +30,7 @@ const REASONS = {
   RECORD_CORRUPT: 'record_corrupt',
   LEASE_LOST: 'lease_lost',
   INVALID_OPTION: 'invalid_option',
+  INPUT_TOO_LARGE: 'input_too_large',
 } as const satisfies Record<IdempotencyErrorCode, IdempotencyErrorData['reason']>;
 
 /**

@@ -1,5 +1,5 @@
 import superjson from 'superjson';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fingerprintInput } from '../../src/server/fingerprint';
 
 const same = (a: unknown, b: unknown) => expect(fingerprintInput(a)).toBe(fingerprintInput(b));
@@ -56,10 +56,63 @@ describe('fingerprintInput', () => {
     differ(new Money(100, 'EUR'), { cents: 100, currency: 'EUR' });
   });
 
-  it('handles a cycle instead of looping', () => {
+  it.each([
+    ['Dates', new Date(1), new Date(2)],
+    ['bigints', 1n, 2n],
+    ['large bigints', 2n ** 70n, 2n ** 70n + 1n],
+    ['RegExp sources', /a/, /b/],
+    ['RegExp flags', /a/g, /a/i],
+    ['URLs', new URL('https://x.test/a'), new URL('https://x.test/b')],
+  ])('tells apart different %s, alone and nested', (_, a, b) => {
+    differ(a, b);
+    differ({ v: a }, { v: b });
+    differ([a], [b]);
+    differ(new Map([['k', a]]), new Map([['k', b]]));
+  });
+
+  it('tells apart false, true and a missing field', () => {
+    differ({ flag: false }, { flag: true });
+    differ({ flag: false }, {});
+    differ({ flag: true }, {});
+    differ(false, true);
+    differ(false, undefined);
+  });
+
+  it('counts the fields of a nested registered class instance', () => {
+    differ({ m: new Money(1, 'EUR') }, { m: new Money(1, 'USD') });
+    differ({ m: new Money(1, 'EUR') }, { m: new Money(2, 'EUR') });
+    differ([new Money(1, 'EUR')], [new Money(1, 'USD')]);
+    same({ m: new Money(1, 'EUR') }, { m: new Money(1, 'EUR') });
+  });
+
+  it('ignores key order on the superjson path too', () => {
+    same(
+      { price: new Money(1, 'EUR'), a: 1, b: { x: 1, y: [{ p: 1, q: 2 }] } },
+      { b: { y: [{ q: 2, p: 1 }], x: 1 }, a: 1, price: new Money(1, 'EUR') },
+    );
+  });
+
+  describe('which encoder', () => {
+    afterEach(() => {
+      vi.restoreAllMocks();
+    });
+
+    it('keeps Dates, Maps, Sets, RegExps, URLs and bigints off superjson', () => {
+      const serialize = vi.spyOn(superjson, 'serialize');
+      fingerprintInput({ at: new Date(1), m: new Map([[1, new Set([2n])]]), r: /x/, u: new URL('https://x.test') });
+      expect(serialize).not.toHaveBeenCalled();
+      fingerprintInput({ price: new Money(1, 'EUR') });
+      expect(serialize).toHaveBeenCalledTimes(1);
+    });
+  });
+
+  it('refuses a cycle with INPUT_TOO_LARGE instead of looping (as a tree it never ends)', () => {
     const a: Record<string, unknown> = { x: 1 };
     a.self = a;
-    expect(fingerprintInput(a)).toMatch(/^[\w-]{43}$/);
+    expect(() => fingerprintInput(a)).toThrow(expect.objectContaining({ code: 'INPUT_TOO_LARGE', message: expect.stringMatching(/a cycle/) }));
+    const viaMap = new Map<string, unknown>();
+    viaMap.set('again', [viaMap]);
+    expect(() => fingerprintInput({ viaMap })).toThrow(expect.objectContaining({ code: 'INPUT_TOO_LARGE' }));
   });
 
   it('compares FormData fields, in order', () => {
