@@ -92,6 +92,36 @@ describe('memory store over HTTP: one user flooding', () => {
   });
 });
 
+describe('memory store over HTTP: one user filling the store', () => {
+  it('still serves a user who holds nothing yet: the newcomer runs once and its retry replays', async () => {
+    const maxEntries = 100;
+    const app = buildApp(maxEntries);
+    const server = await startServer(app.router);
+    servers.push(server);
+    const api = createTRPCClient<typeof app.router>({
+      links: [
+        httpBatchLink({
+          url: server.url,
+          transformer: superjson,
+          maxItems: 50,
+          headers: ({ opList }) => ({
+            'x-user': opList[0]?.context.user ?? '',
+            'Idempotency-Keys': JSON.stringify(opList.map((op) => op.context.key ?? null)),
+          }),
+        }),
+      ],
+    });
+    const pay = (user: string, id: string) => api.pay.mutate({ id }, { context: { user, key: id } });
+    // Three batches of 50 from one user: the store (100 records) holds nothing else.
+    for (let b = 0; b < 3; b++) await Promise.all(Array.from({ length: 50 }, (_, i) => pay('flooder', `f${b}.${i}`)));
+
+    await pay('newcomer', 'N');
+    await pay('newcomer', 'N');
+
+    expect(app.runs.get('N')).toBe(1);
+  });
+});
+
 describe('memory store over HTTP: one client minting scopes', () => {
   // KNOWN ISSUE (review of issue 9, item 2): the fair share is 1/N of the store among the N partitions holding
   // records, and a client mints partitions whenever the scope comes from something it sends (the README's Quick
