@@ -66,6 +66,18 @@ describe('createMemoryStore: one partition never evicts another', () => {
     for (const p of ['a', 'b', 'c', 'd']) expect(await s.retry(p, `${p}0`)).toBe('completed');
   });
 
+  it('admits a newcomer to a store that one partition filled alone, taking the room from that partition', async () => {
+    // One caller filling the store must not block every caller that holds nothing yet, for as long as its
+    // records live (ttlMs: a day by default).
+    const s = setup({ maxEntries: 100 });
+    for (let i = 0; i < 150; i++) await s.pay('flooder', `f${i}`);
+    await s.pay('newcomer', 'n0');
+    await s.pay('second', 's0');
+    expect(await s.retry('newcomer', 'n0')).toBe('completed');
+    expect(await s.retry('second', 's0')).toBe('completed');
+    expect(await s.retry('flooder', 'f149')).toBe('completed');
+  });
+
   it('evicts a partition over its own entry cap from its own oldest records, never from another partition', async () => {
     const s = setup({ maxEntries: 100, maxEntriesPerPartition: 3 });
     await s.pay('victim', 'K');

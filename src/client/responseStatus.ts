@@ -61,7 +61,10 @@ export const readKeyStatus = (meta: unknown, key: string, position?: number): Re
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { kind: 'absent' };
   const status = (parsed as Record<string, unknown>)[key];
-  return typeof status === 'string' ? { kind: 'reported', status: status as KeyStatus } : { kind: 'not_seen' };
+  if (typeof status !== 'string') return { kind: 'not_seen' };
+  // A status this client does not know (a broken proxy, a hostile or newer server) says nothing it can rely on:
+  // reported as is, it would read as "not a replay" and reach `context.idempotency.status` outside its type.
+  return KNOWN_STATUSES.has(status) ? { kind: 'reported', status: status as KeyStatus } : { kind: 'absent' };
 };
 
 /** @internal `Retry-After` in milliseconds (delta-seconds or an HTTP date), or `undefined`. */
@@ -72,6 +75,8 @@ export const readRetryAfterMs = (meta: unknown, now: number = Date.now()): numbe
   const date = Date.parse(raw);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 };
+
+const KNOWN_STATUSES: ReadonlySet<string> = new Set(Object.keys(STATUS_LETTERS));
 
 const STATUS_OF_LETTER: ReadonlyMap<string, KeyStatus> = new Map(
   Object.entries(STATUS_LETTERS).map(([status, letter]) => [letter, status as KeyStatus]),

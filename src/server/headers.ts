@@ -28,11 +28,33 @@ export const readHeader = (request: RequestHeaders, name: string): string | unde
   const record = bag as Record<string, unknown>;
   let value = record[name];
   if (value === undefined && kind === 'any') {
-    const match = Object.keys(record).find((k) => k.toLowerCase() === name);
+    const match = spellingsOf(record).get(name);
     value = match === undefined ? undefined : record[match];
   }
   if (Array.isArray(value)) return value.join(', ');
   return typeof value === 'string' ? value : undefined;
+};
+
+/**
+ * A record's header names by their lower-case form, built on its first case-insensitive read. Every keyed call of
+ * a batch reads the same record, and scanning it per read cost (calls x headers) toLowerCase calls per request:
+ * 1,500 calls and 900 headers, both within Node's 16 KB head, blocked the event loop for about a second. A
+ * request's headers do not change while it is served, so the names are read once.
+ */
+const spellings = new WeakMap<object, Map<string, string>>();
+
+const spellingsOf = (record: Record<string, unknown>): Map<string, string> => {
+  let names = spellings.get(record);
+  if (names === undefined) {
+    names = new Map();
+    for (const key of Object.keys(record)) {
+      const lower = key.toLowerCase();
+      // The first spelling wins, as a scan in key order would find it.
+      if (!names.has(lower)) names.set(lower, key);
+    }
+    spellings.set(record, names);
+  }
+  return names;
 };
 
 export const findRequestHeaders = (ctx: unknown): RequestHeaders | undefined => {

@@ -27,6 +27,8 @@ interface RequestReport {
    */
   keys: string[];
   statuses: KeyStatus[];
+  /** A key came that `keys` had no room for (`MAX_MAPPED_KEYS`): the per-key map reads `omitted`. */
+  overflow: boolean;
   /** The same by batch position: two calls of one batch may share a key. */
   byIndex: (KeyStatus | null)[];
   retryAfterMs: number;
@@ -45,7 +47,7 @@ const reportOf = (carrier: object): RequestReport | undefined =>
   (carrier as { [REPORT]?: RequestReport })[REPORT] ?? (Object.isExtensible(carrier) ? undefined : frozenReports.get(carrier));
 
 const newReport = (carrier: object): RequestReport => {
-  const report: RequestReport = { keys: [], statuses: [], byIndex: [], retryAfterMs: 0 };
+  const report: RequestReport = { keys: [], statuses: [], overflow: false, byIndex: [], retryAfterMs: 0 };
   if (Object.isExtensible(carrier)) Object.defineProperty(carrier, REPORT, { value: report, configurable: true });
   else frozenReports.set(carrier, report);
   return report;
@@ -56,6 +58,14 @@ const knownHeaderNames = new Map<string, KeyHeaderNames>();
 export const rememberHeaderName = (headerName: string): void => {
   if (!knownHeaderNames.has(headerName)) knownHeaderNames.set(headerName, keyHeaderNames(headerName));
 };
+
+/**
+ * Most keys the per-key map holds: past 34, its JSON (`"k":"executed",` is 15 characters at the least) cannot fit in
+ * `MAX_STATUS_LENGTH` and reads `omitted` anyway. The bound matters where one carrier outlives a request: a
+ * WebSocket connection's calls all share its upgrade request, and with `inputKey` or `getKey` every call brought a
+ * new key, kept for the life of the connection and searched on each call (quadratic: 40,000 calls took 54 s).
+ */
+const MAX_MAPPED_KEYS = Math.floor((MAX_STATUS_LENGTH - 1) / 15);
 
 /** Which call a report is about: its key, its position in the batch, and the HTTP request (if any) it came in. */
 export interface ReportTarget {
@@ -70,11 +80,13 @@ export const reportKey = ({ carrier, key, batchIndex }: ReportTarget, status: Ke
   const report = reportOf(carrier) ?? newReport(carrier);
   if (batchIndex === 0) {
     const seen = report.keys.indexOf(key);
-    if (seen < 0) {
+    if (seen >= 0) {
+      report.statuses[seen] = status;
+    } else if (report.keys.length < MAX_MAPPED_KEYS) {
       report.keys.push(key);
       report.statuses.push(status);
     } else {
-      report.statuses[seen] = status;
+      report.overflow = true;
     }
   }
   report.byIndex[batchIndex] = status;
@@ -149,7 +161,8 @@ const isKeyed = (request: RequestHeaders): boolean => {
 };
 
 /** `{"key":"status"}` without building an object for the common one-key request; `omitted` past the budget. */
-const statusJson = ({ keys, statuses }: RequestReport): string => {
+const statusJson = ({ keys, statuses, overflow }: RequestReport): string => {
+  if (overflow) return STATUSES_OMITTED;
   const json =
     keys.length === 1
       ? `{${JSON.stringify(keys[0])}:"${statuses[0] as KeyStatus}"}`

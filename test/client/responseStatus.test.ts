@@ -32,6 +32,17 @@ describe('readKeyStatus', () => {
     expect(readKeyStatus(meta({ 'idempotency-statuses': 'z' }), 'a', 0)).toEqual({ kind: 'absent' });
   });
 
+  it('reads a status it does not know as absent, never as a status outside KeyStatus', () => {
+    const m = meta({ 'idempotency-status': '{"a":"REPLAYED","b":"toString","c":"replayed, executed","__proto__":"replayed"}' });
+    expect(readKeyStatus(m, 'a')).toEqual({ kind: 'absent' });
+    expect(readKeyStatus(m, 'b')).toEqual({ kind: 'absent' });
+    expect(readKeyStatus(m, 'c')).toEqual({ kind: 'absent' });
+    // JSON.parse makes __proto__ an own key: it is read like any other, and a missing one is not Object.prototype.
+    expect(readKeyStatus(m, '__proto__')).toEqual({ kind: 'reported', status: 'replayed' });
+    expect(readKeyStatus(meta({ 'idempotency-status': '{}' }), '__proto__')).toEqual({ kind: 'not_seen' });
+    expect(readKeyStatus(meta({ 'idempotency-status': '{}' }), 'constructor')).toEqual({ kind: 'not_seen' });
+  });
+
   it('reads a streamed batch as deferred (no Idempotency-Statuses, Idempotency-Status: deferred)', () => {
     expect(readKeyStatus(meta({ 'idempotency-status': 'deferred' }), 'a', 2)).toEqual({ kind: 'deferred' });
   });

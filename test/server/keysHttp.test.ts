@@ -122,6 +122,27 @@ describe('createIdempotency over HTTP', () => {
       expect(parse.mock.calls.filter(([text]) => text === sentText)).toHaveLength(1);
       expect(app.runs.create).toBe(4);
     });
+
+    it('lists the names of a plain ctx.headers record once per request, not once per call of the batch', async () => {
+      // `createContext: ({ req }) => ({ headers: req.headers })` (the documented "headers object at ctx.headers"):
+      // a record read case-insensitively. Scanning its names on every read cost calls x headers per request.
+      const app = buildRouter();
+      let listings = 0;
+      const { url } = await serve(app.router, ({ req }) => ({
+        headers: new Proxy((req as { headers: Record<string, unknown> }).headers, {
+          ownKeys: (target) => {
+            listings++;
+            return Reflect.ownKeys(target);
+          },
+        }),
+      }));
+      // No Idempotency-Keys: every call of the batch looks for it, and for Idempotency-Key, and finds neither.
+      const { api } = client(url, 'batch', (() => ({})) as never);
+      const calls = 50;
+      await Promise.all(Array.from({ length: calls }, () => api.other.mutate()));
+      expect(app.runs.other).toBe(calls);
+      expect(listings).toBeLessThanOrEqual(1);
+    });
   });
 
   describe('a ctx without the request', () => {

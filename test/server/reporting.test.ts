@@ -1,6 +1,8 @@
 import { initTRPC, TRPCError } from '@trpc/server';
 import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
 import superjson from 'superjson';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { createIdempotency, createMemoryStore, idempotencyResponseMeta } from '../../src/index';
 
@@ -119,3 +121,35 @@ describe('idempotencyResponseMeta', () => {
     expect(exposed.filter((h) => h === 'idempotency-statuses')).toHaveLength(1);
   });
 });
+
+describe('reports on a request object that outlives one request', () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const usedBytes = async (): Promise<number> => {
+    for (let i = 0; i < 2; i++) {
+      gc();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    return process.memoryUsage().heapUsed;
+  };
+
+  it('keeps no more keys than its per-key map can report, however many calls share the request', async () => {
+    // Over tRPC's WebSocket adapter every call of a connection gets the upgrade request in ctx; with inputKey each
+    // brings its own key. The report kept every one of them for the life of the connection.
+    const t = initTRPC.context<{ req: object }>().create({ transformer: superjson });
+    const { idempotent } = createIdempotency({ store: createMemoryStore({ maxEntries: 100 }), inputKey: 'key' });
+    const router = t.router({ pay: t.procedure.use(idempotent()).mutation(() => 'paid') });
+    const connection = { headers: {}, rawHeaders: [] };
+    const caller = t.createCallerFactory(router)({ req: connection });
+    const key = (i: number) => String(i).padEnd(255, 'k');
+    await caller.pay({ key: key(-1) } as never);
+    const before = await usedBytes();
+    for (let i = 0; i < 8_000; i++) await caller.pay({ key: key(i) } as never);
+    const grown = (await usedBytes()) - before;
+    // The connection is still open: one more call on it (this also keeps it alive through the measurement).
+    expect(await caller.pay({ key: key(-2) } as never)).toBe('paid');
+    // 8,000 keys of 255 characters are 2 MB at the least.
+    expect(grown).toBeLessThan(1024 * 1024);
+  });
+});
+
