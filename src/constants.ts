@@ -39,6 +39,12 @@ export const DEFAULTS = {
   /** Memory store: in-progress claims one partition (scope) may hold at once. */
   maxRunningPerPartition: 1_000,
   /**
+   * Memory store: records of a partition that another partition's traffic can never evict. Scopes a client can
+   * mint (many one-record partitions) would otherwise shrink every fair share until a victim's second record
+   * counts as "more than its share".
+   */
+  reservedEntriesPerPartition: 16,
+  /**
    * How long an in-progress record outlives its lease, so a crashed owner's key is taken over (`takeover: true`)
    * rather than looking fresh; then it is cleaned up. Memory store; the Redis store's `leaseGraceMs` default.
    */

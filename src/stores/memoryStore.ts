@@ -26,8 +26,9 @@ import { append, newPartition, recordBytes, unlink } from './memoryRecords';
  *    nothing of its own to give up (only live claims), the claim fails with QUOTA_EXCEEDED (429);
  * 3. when the whole store is full (`maxEntries`, `maxBytes`), records are taken from the partition that holds
  *    the largest share of the store, only if that is the claimant itself or a partition holding more than its
- *    fair share (1/N of the store, N = partitions holding records, the claimant included) and more than the
- *    claimant would hold with the new record. A partition at or under its
+ *    fair share (1/N of the store, N = partitions holding records, the claimant included), more than the
+ *    claimant would hold with the new record, and more than `reservedEntriesPerPartition` records. A partition at
+ *    or under its reserve, or at or under its
  *    fair share never loses a completed record to another partition's traffic; when nobody is over, the claimant
  *    may give up only its own crashed claims and released records, and otherwise fails with STORE_UNAVAILABLE
  *    (503, retryable). An in-progress claim with a live lease is never evicted.
@@ -69,6 +70,16 @@ export interface MemoryStoreOptions {
    */
   maxRunningPerPartition?: number;
   /**
+   * Records of one partition that another partition's traffic never evicts, whatever the shares: a partition
+   * holding this many records or fewer loses them only to its own claims, to expiry, or to nothing. With scopes
+   * a client can mint (one record each), the fair share of every partition shrinks as they multiply; this floor
+   * keeps a caller's recent results safe even then, and a full store refuses newcomers (503) instead. At most
+   * `maxEntriesPerPartition`; unless set, also at most an eighth of `maxEntries` (a small store still lets a
+   * flooder's records go).
+   * @default 16
+   */
+  reservedEntriesPerPartition?: number;
+  /**
    * The store's time source. Inject a manual clock in tests.
    * @default systemClock
    */
@@ -94,6 +105,12 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
   const partRunning = Math.min(
     partEntries,
     positiveInteger('maxRunningPerPartition', options.maxRunningPerPartition ?? DEFAULTS.maxRunningPerPartition),
+  );
+  const reserved = Math.min(
+    partEntries,
+    options.reservedEntriesPerPartition === undefined
+      ? Math.max(1, Math.min(DEFAULTS.reservedEntriesPerPartition, Math.floor(maxEntries / 8)))
+      : positiveInteger('reservedEntriesPerPartition', options.reservedEntriesPerPartition),
   );
   const clock = options.clock ?? systemClock;
 
@@ -228,7 +245,10 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       // than the claimant: with every holder at its fair share, a newcomer is refused rather than take one.
       const holders = byShare.size + (p.entries === 0 ? 1 : 0);
       const claimantAfter = Math.max((p.entries + need.entries) / maxEntries, (p.bytes + need.bytes) / maxBytes);
-      const flooding = largest === p || (share(largest) * holders > 1 + 1e-9 && share(largest) > claimantAfter + 1e-9);
+      // A partition at or under its reserve never loses a record to another partition, however many there are.
+      const flooding =
+        largest === p ||
+        (largest.entries > reserved && share(largest) * holders > 1 + 1e-9 && share(largest) > claimantAfter + 1e-9);
       if (flooding && reclaim(largest, now, { self: need.self, harmlessOnly: false })) continue;
       if (reclaim(p, now, { self: need.self, harmlessOnly: true })) continue;
       throw new IdempotencyError(

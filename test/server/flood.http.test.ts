@@ -123,12 +123,11 @@ describe('memory store over HTTP: one user filling the store', () => {
 });
 
 describe('memory store over HTTP: one client minting scopes', () => {
-  // KNOWN ISSUE (review of issue 9, item 2): the fair share is 1/N of the store among the N partitions holding
-  // records, and a client mints partitions whenever the scope comes from something it sends (the README's Quick
-  // start scopes by the x-user-id request header). With the store full of one-record scopes, a victim holding two
-  // completed records is over 1/N and loses its oldest before its TTL: its retry runs again. `it.fails` passes while
-  // the bug is there; make it `it` when the store no longer evicts another scope's completed records this way.
-  it.fails("KNOWN ISSUE: a victim's completed record survives a flood of one-record scopes (it runs once)", async () => {
+  // A client mints partitions whenever the scope comes from something it sends. With the store full of one-record
+  // scopes, the fair share of each is 1/N: a victim holding two completed records is "over its share". Its records
+  // are under the reserve (reservedEntriesPerPartition) that no other partition's traffic may evict, so the flood
+  // gets 503 once the store is full and the victim's retry replays. (Two runs before the reserve.)
+  it("keeps a victim's completed record through a flood of one-record scopes (it runs once)", async () => {
     const maxEntries = 100;
     const app = buildApp(maxEntries);
     const server = await startServer(app.router);
