@@ -6,6 +6,7 @@ export const tsupConfig = defineConfig({
     'redis/index': 'src/redis/index.ts',
     'client/index': 'src/client/index.ts',
     'stores/postgres/index': 'src/stores/postgres/index.ts',
+    'testing/index': 'src/testing/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

@@ -11,6 +11,7 @@ export const vitestConfig = defineConfig({
       { find: /^trpc-idempotency\/redis$/, replacement: fromRoot('./src/redis/index.ts') },
       { find: /^trpc-idempotency\/client$/, replacement: fromRoot('./src/client/index.ts') },
       { find: /^trpc-idempotency\/postgres$/, replacement: fromRoot('./src/stores/postgres/index.ts') },
+      { find: /^trpc-idempotency\/testing$/, replacement: fromRoot('./src/testing/index.ts') },
     ],
   },
   test: {
