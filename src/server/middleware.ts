@@ -21,7 +21,7 @@ import { toTRPCError } from './trpcErrors';
 export interface IdempotencyExecution {
   /** The client's key. */
   key: string;
-  /** The record id: a hash of (scope, path, key). */
+  /** The record id: a hash of (scope, name, key); the name is the procedure path unless `name` is set. */
   keyHash: string;
   /**
    * Grows with every new claim of this key (takeovers included). Pass it to downstream writes and have them
@@ -111,7 +111,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
       throw toTRPCError(new IdempotencyError('INVALID_OPTION', `scope() must return a string or number, got ${typeof scope}`));
     }
     const scopeText = scope === undefined || scope === null ? '' : String(scope);
-    const keyHash = recordId(scopeText, path, key);
+    const keyHash = recordId(scopeText, options.name ?? path, key);
     let fingerprint: string;
     try {
       const { fingerprint: how } = options;
