@@ -1,6 +1,7 @@
 export { idempotencyLink } from './idempotencyLink';
 export type { IdempotencyLinkOptions, IdempotencyReplayEvent } from './idempotencyLink';
-export { idempotencyHeaders } from './headers';
+export { createIdempotencyHeaders, idempotencyHeaders } from './headers';
+export type { IdempotencyHeadersFn, IdempotencyHeadersOptions } from './headers';
 export { idempotentRetry } from './idempotentRetry';
 export type { IdempotentRetryFnOptions, IdempotentRetryLinkOptions, IdempotentRetryOptions } from './idempotentRetry';
 export { generateUuidV4 } from './generateKey';
