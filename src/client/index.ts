@@ -5,6 +5,8 @@ export type { IdempotencyHeadersFn, IdempotencyHeadersOptions } from './headers'
 export { idempotentRetry } from './idempotentRetry';
 export type { IdempotentRetryFnOptions, IdempotentRetryLinkOptions, IdempotentRetryOptions } from './idempotentRetry';
 export { generateUuidV4 } from './generateKey';
+export { createSubmitIntent } from './submitIntent';
+export type { SubmitIntent, SubmitIntentOptions } from './submitIntent';
 export type { IdempotencyCallInfo, IdempotencyWarning, IdempotencyWarningCode } from './types';
 export type { IdempotencyErrorData, KeyStatus } from '../wire';
 export { isValidKey, MAX_KEYS_HEADER_LENGTH } from '../wire';
