@@ -7,6 +7,7 @@ export const tsupConfig = defineConfig({
     'client/index': 'src/client/index.ts',
     'stores/postgres/index': 'src/stores/postgres/index.ts',
     'otel/index': 'src/otel/index.ts',
+    'testing/index': 'src/testing/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

@@ -12,6 +12,7 @@ export const vitestConfig = defineConfig({
       { find: /^trpc-idempotency\/client$/, replacement: fromRoot('./src/client/index.ts') },
       { find: /^trpc-idempotency\/postgres$/, replacement: fromRoot('./src/stores/postgres/index.ts') },
       { find: /^trpc-idempotency\/otel$/, replacement: fromRoot('./src/otel/index.ts') },
+      { find: /^trpc-idempotency\/testing$/, replacement: fromRoot('./src/testing/index.ts') },
     ],
   },
   test: {

@@ -28,7 +28,15 @@ const expected = {
   './postgres': ['createPostgresStore', 'createPostgresTable', 'postgresTableSql'],
   './client': ['idempotencyLink', 'idempotencyHeaders', 'idempotentRetry'],
   './otel': ['createOtelObserver', 'METRIC', 'ATTR'],
+  './testing': ['describeStoreConformance', 'createManualClock', 'resetIdempotentStore'],
 };
+
+/**
+ * Entries that load only as ESM because what they import does: vitest throws on `require('vitest')` ("Vitest cannot
+ * be imported in a CommonJS module using require()"), and vitest itself always loads packages as ESM. Their CJS
+ * build exists (for the types under node10/node16-CJS) and must fail with exactly that message, not another.
+ */
+const esmOnlyAtRuntime = { './testing': /Vitest cannot be imported in a CommonJS module/ };
 
 const failures = [];
 const check = (ok, message) => {
@@ -96,6 +104,12 @@ for (const [subpath, names] of Object.entries(expected)) {
     cjs: async () => require(specifier),
   };
   for (const [kind, load] of Object.entries(loaders)) {
+    const refusal = kind === 'cjs' ? esmOnlyAtRuntime[subpath] : undefined;
+    if (refusal) {
+      const error = await load().then(() => undefined, (thrown) => thrown);
+      check(refusal.test(String(error?.message)), `${kind} ${specifier} is refused by vitest (ESM only)`);
+      continue;
+    }
     try {
       const mod = await load();
       const missing = names.filter((name) => !(name in mod));

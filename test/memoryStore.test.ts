@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { IdempotencyError } from '../src/errors';
 import { createMemoryStore } from '../src/stores/memoryStore';
-import { describeStoreConformance } from './conformance/storeSuite';
+import { describeStoreConformance } from '../src/testing/storeConformance';
 import { createManualClock } from './helpers/manualClock';
 
 describeStoreConformance(

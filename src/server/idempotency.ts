@@ -31,13 +31,44 @@ export const createIdempotency = <TContext = any>(options: IdempotencyOptions<TC
   };
 };
 
+/** The memory store behind the zero-config `idempotent`; `resetIdempotentStore` replaces it. */
+let embeddedStore: IdempotencyStore | undefined;
 let embedded: Idempotency | undefined;
 
 /**
+ * A store that forwards every call to the current embedded memory store. Routers call `idempotent()` once, when
+ * their module loads, and each middleware keeps the store it was built with: forwarding is what lets a reset
+ * reach middlewares built before it. A Proxy rather than a list of methods, so whatever the store contract
+ * gains is forwarded too.
+ */
+const currentEmbeddedStore = (): IdempotencyStore =>
+  new Proxy({} as IdempotencyStore, {
+    get: (_target, name) => {
+      embeddedStore ??= createMemoryStore();
+      const value: unknown = Reflect.get(embeddedStore, name);
+      return typeof value === 'function' ? value.bind(embeddedStore) : value;
+    },
+    has: (_target, name) => {
+      embeddedStore ??= createMemoryStore();
+      return Reflect.has(embeddedStore, name);
+    },
+  });
+
+/**
  * Zero configuration: the middleware on a process-wide in-memory store, keys from the `Idempotency-Key` header.
- * Good for one process and for development; use `createIdempotency` with a Redis store for more.
+ * Good for one process and for development; use `createIdempotency` with a Redis store for more. In tests, clear
+ * that store between cases with `resetIdempotentStore()` from `trpc-idempotency/testing`.
  */
 export const idempotent = (options?: IdempotentOptions): IdempotentMiddleware => {
-  embedded ??= createIdempotency();
+  embedded ??= createIdempotency({ store: currentEmbeddedStore() });
   return embedded.idempotent(options);
+};
+
+/**
+ * Forgets every key the zero-config `idempotent` has seen: its middlewares, those built before the call
+ * included, use a new empty memory store from now on. For tests (`beforeEach(resetIdempotentStore)`); call it
+ * between tests, not while guarded calls run (a call that claimed on the old store cannot complete on the new).
+ */
+export const resetIdempotentStore = (): void => {
+  embeddedStore = createMemoryStore();
 };

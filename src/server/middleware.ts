@@ -22,7 +22,7 @@ import { toTRPCError } from './trpcErrors';
 export interface IdempotencyExecution {
   /** The client's key. */
   key: string;
-  /** The record id: a hash of (scope, path, key). */
+  /** The record id: a hash of (scope, name, key); the name is the procedure path unless `name` is set. */
   keyHash: string;
   /**
    * Grows with every new claim of this key (takeovers included). Pass it to downstream writes and have them
@@ -120,7 +120,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
     } catch (error) {
       throw toTRPCError(error as IdempotencyError);
     }
-    const keyHash = recordId(scoped, path, key);
+    const keyHash = recordId(scoped, options.name ?? path, key);
     let fingerprint: string;
     try {
       const { fingerprint: how } = options;

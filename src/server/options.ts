@@ -21,6 +21,14 @@ export interface GetKeyOptions<TContext> {
 /** Options that can be set once in `createIdempotency` and overridden per procedure in `idempotent()`. */
 export interface IdempotentOptions<TContext = any> {
   /**
+   * The procedure's stable name in record ids (per procedure only): keys are remembered per (scope, name, key).
+   * Set it before renaming or moving a procedure, to its old path, and keys in flight or stored under the old
+   * path keep replaying instead of running again. Two procedures with one name share their keys. Events and
+   * error messages still report the path.
+   * @default undefined (the procedure path, e.g. `'order.create'`)
+   */
+  name?: string | undefined;
+  /**
    * Reads the key yourself; when set it is the only source. Return `undefined` for "no key".
    * @default undefined (input field `inputKey`, then the request headers)
    */
@@ -115,7 +123,7 @@ export interface IdempotentOptions<TContext = any> {
 }
 
 /** Options of `createIdempotency`. */
-export interface IdempotencyOptions<TContext = any> extends IdempotentOptions<TContext> {
+export interface IdempotencyOptions<TContext = any> extends Omit<IdempotentOptions<TContext>, 'name'> {
   /**
    * Where claims and results live. Use `createRedisStore` from `trpc-idempotency/redis` with several processes.
    * @default createMemoryStore() (one per createIdempotency call)
@@ -168,8 +176,8 @@ const FINAL_CODES: ReadonlySet<TRPCError['code']> = new Set<TRPCError['code']>([
 export const defaultShouldStoreError = (error: TRPCError): boolean => FINAL_CODES.has(error.code);
 
 export type ResolvedProcedureOptions = Required<
-  Omit<IdempotentOptions, 'getKey' | 'scope'>
-> & Pick<IdempotentOptions, 'getKey' | 'scope'>;
+  Omit<IdempotentOptions, 'getKey' | 'scope' | 'name'>
+> & Pick<IdempotentOptions, 'getKey' | 'scope' | 'name'>;
 
 export type ResolvedGlobalOptions = ResolvedProcedureOptions & {
   store: IdempotencyStore | undefined;
@@ -184,7 +192,8 @@ const invalid = (where: string, name: string, rule: string): IdempotencyError =>
 
 const describe = (value: unknown): string => (typeof value === 'function' ? 'a function' : JSON.stringify(value) ?? String(value));
 
-const checks: { [K in keyof IdempotencyOptions]-?: [rule: string, ok: (v: unknown) => boolean] } = {
+const checks: { [K in keyof IdempotencyOptions | keyof IdempotentOptions]-?: [rule: string, ok: (v: unknown) => boolean] } = {
+  name: ['must be a non-empty string', (v) => typeof v === 'string' && v.length > 0],
   getKey: ['must be a function', (v) => typeof v === 'function'],
   inputKey: ['must be a non-empty string or false', (v) => v === false || (typeof v === 'string' && v.length > 0)],
   required: ['must be a boolean', (v) => typeof v === 'boolean'],
@@ -226,7 +235,7 @@ function isSerializer(v: unknown): boolean {
 const validate = (where: string, options: object, allowed: readonly string[]): void => {
   for (const [name, value] of Object.entries(options)) {
     if (value === undefined) continue;
-    const check = checks[name as keyof IdempotencyOptions];
+    const check = checks[name as keyof typeof checks];
     if (!check || !allowed.includes(name)) throw invalid(where, name, 'is not an option here');
     if (!check[1](value)) throw invalid(where, name, `${check[0]}, got ${describe(value)}`);
   }
@@ -235,8 +244,10 @@ const validate = (where: string, options: object, allowed: readonly string[]): v
 const PROCEDURE_KEYS = [
   'getKey', 'inputKey', 'required', 'scope', 'fingerprint', 'maxInputDepth', 'maxInputNodes', 'maxInputChars',
   'onInProgress', 'waitTimeoutMs', 'ttlMs', 'lockTtlMs', 'maxResultBytes', 'shouldStoreError', 'onStoreError',
+  'name',
 ] as const;
-const GLOBAL_KEYS = [...PROCEDURE_KEYS, 'store', 'headerName', 'serializer', 'onEvent', 'clock'] as const;
+// `name` is per procedure only: one name on every procedure would make them all share their keys.
+const GLOBAL_KEYS = [...PROCEDURE_KEYS.filter((key) => key !== 'name'), 'store', 'headerName', 'serializer', 'onEvent', 'clock'] as const;
 
 const defined = <T extends object>(options: T): Partial<T> =>
   Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;

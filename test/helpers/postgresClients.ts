@@ -5,7 +5,7 @@ import { inject } from 'vitest';
 import type { ProvidedPostgres } from './postgresSetup';
 import { createPostgresStore, createPostgresTable } from '../../src/stores/postgres';
 import type { PostgresStoreOptions } from '../../src/stores/postgres';
-import type { StoreHarness } from '../conformance/storeSuite';
+import type { StoreHarness } from '../../src/testing/storeConformance';
 
 /** The PostgreSQL the global setup found; throws its setup error (what to install) when there is none. */
 export const postgresTarget = (): ProvidedPostgres & { url: string } => {

@@ -4,7 +4,7 @@ import { Cluster, Redis } from 'ioredis';
 import { inject } from 'vitest';
 import type { ProvidedRedis } from './globalSetup';
 import { createRedisStore } from '../../src/redis';
-import type { StoreHarness } from '../conformance/storeSuite';
+import type { StoreHarness } from '../../src/testing/storeConformance';
 
 /** The Redis the global setup found; throws its setup error (what to install) when there is none. */
 export const redisTarget = (): ProvidedRedis & { url: string } => {

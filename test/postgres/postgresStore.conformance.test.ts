@@ -1,4 +1,4 @@
-import { describeStoreConformance } from '../conformance/storeSuite';
+import { describeStoreConformance } from '../../src/testing/storeConformance';
 import { inRunSchema, postgresStoreHarness } from '../helpers/postgresClients';
 
 // Real PostgreSQL has a real clock: leases of 200 ms, and `advance` is a real wait.

@@ -1,7 +1,7 @@
 import type { Cluster as Cluster6, Redis as Redis6 } from 'ioredis';
 import { Cluster, Redis } from 'ioredis5';
 import { describe, expect, inject, it } from 'vitest';
-import { describeStoreConformance } from '../conformance/storeSuite';
+import { describeStoreConformance } from '../../src/testing/storeConformance';
 import { hasCluster, redisStoreHarness, redisTarget } from '../helpers/redisClients';
 
 // The store takes "the user's ioredis 5 or 6 client": the same suite, on ioredis 5 (installed as `ioredis5`).

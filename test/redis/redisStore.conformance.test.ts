@@ -1,5 +1,5 @@
 import { describe } from 'vitest';
-import { describeStoreConformance } from '../conformance/storeSuite';
+import { describeStoreConformance } from '../../src/testing/storeConformance';
 import { connectCluster, connectRedis, hasCluster, redisStoreHarness } from '../helpers/redisClients';
 
 // Real Redis has a real clock: leases of 200 ms, and `advance` is a real wait.

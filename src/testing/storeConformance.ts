@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ClaimOutcome, IdempotencyStore } from '../../src/store';
+import type { ClaimOutcome, IdempotencyStore } from '../store';
 
 /** What a store's test file hands the shared suite. */
 export interface StoreHarness {
@@ -24,8 +24,18 @@ const acquiredFence = (outcome: ClaimOutcome): number => {
 };
 
 /**
- * The contract every IdempotencyStore must meet (see src/store.ts). A store's own test file calls this, then
- * adds the cases only that store has.
+ * The contract every IdempotencyStore must meet (see `IdempotencyStore`): registers a vitest `describe` block of
+ * cases run against fresh harnesses. A store's own test file calls it, then adds the cases only that store has.
+ * Each case uses new random record ids, so harnesses may share one backing database.
+ *
+ * @example
+ * // myStore.test.ts (vitest)
+ * import { createManualClock, describeStoreConformance } from 'trpc-idempotency/testing';
+ * describeStoreConformance('myStore', async () => {
+ *   const clock = createManualClock();
+ *   const store = createMyStore({ clock });
+ *   return { store, advance: (ms) => clock.advance(ms), close: async () => store.close() };
+ * }, { lockTtlMs: 1_000 });
  */
 export const describeStoreConformance = (
   name: string,
