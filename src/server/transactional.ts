@@ -158,15 +158,21 @@ const runInTransaction = async (guard: Guard, call: KeyedCall, acquired: Acquire
     const encoded = encodeValue(options.serializer, result.data as unknown, options.maxResultBytes);
     if (encoded.notStored) emit?.({ type: 'not_stored', ...encoded.notStored, limitBytes: options.maxResultBytes, path, keyHash });
     text = encoded.text;
-  } else if (transaction.signal.aborted || hasSerializationCause(result.error)) {
-    // The procedure failed because its transaction did: not a final answer, and nothing of it is kept.
-    await transaction.rollback();
-    return failed(guard, call, transaction.signal.aborted ? 'connection_lost' : 'serialization', result.error);
-  } else if (storesError(options, result.error)) {
-    text = encodeError(options.serializer, result.error.code, result.error.message);
   } else {
-    await released(result.error.code);
-    return result;
+    const broken = transactionFailure(result.error);
+    if (broken === undefined && !transaction.signal.aborted && storesError(options, result.error)) {
+      text = encodeError(options.serializer, result.error.code, result.error.message);
+    } else {
+      // The ROLLBACK also tells whether the connection is still there (a terminated backend is often noticed
+      // only now).
+      await transaction.rollback();
+      const reason = broken ?? (transaction.signal.aborted ? 'connection_lost' : undefined);
+      // The procedure failed because its transaction did: not its answer, and nothing of it is kept.
+      if (reason) return failed(guard, call, { reason, cause: result.error });
+      reportKey(call, 'released');
+      emit?.({ type: 'released', code: result.error.code, durationMs, path, keyHash });
+      return result;
+    }
   }
 
   const committed = await transaction.commit({ result: text, ttlMs: options.ttlMs, discardWrites: !result.ok });
@@ -176,13 +182,13 @@ const runInTransaction = async (guard: Guard, call: KeyedCall, acquired: Acquire
     return result;
   }
   emit?.({ type: 'store_error', operation: 'complete', error: committed.error, failedOpen: false, path, keyHash });
-  return failed(guard, call, committed.status === 'unknown' ? 'unknown' : committed.reason, committed.error);
+  return failed(guard, call, { reason: committed.status === 'unknown' ? 'unknown' : committed.reason, cause: committed.error });
 };
 
 type Failure = Extract<CommitOutcome, { status: 'rolled_back' }>['reason'] | 'unknown';
 
 /** Answers a call whose transaction did not commit (or may not have): retryable, except for a broken procedure. */
-const failed = (guard: Guard, call: KeyedCall, reason: Failure, cause: unknown): never => {
+const failed = (guard: Guard, call: KeyedCall, { reason, cause }: { reason: Failure; cause: unknown }): never => {
   const { path } = call.opts;
   if (reason === 'aborted' || reason === 'ended') {
     // The procedure's own doing (a failed statement it swallowed, a COMMIT it sent): the same call would fail again.
@@ -224,14 +230,20 @@ const storesError = (options: ResolvedGlobalOptions, error: TRPCError): boolean 
   }
 };
 
-/** A serialization failure or deadlock (SQLSTATE 40001, 40P01) somewhere in the error's causes. */
-const hasSerializationCause = (error: unknown): boolean => {
+/**
+ * Why the procedure's error is its transaction's failure rather than its own answer, read from the SQLSTATE of
+ * the nearest error in its causes that has one: 40001/40P01 (serialization failure, deadlock), or a class that
+ * ends the session (08 connection exception, 57P admin/crash shutdown, 25P03 idle-in-transaction timeout).
+ */
+const transactionFailure = (error: unknown): 'serialization' | 'connection_lost' | undefined => {
   let current: unknown = error;
   for (let depth = 0; depth < 8 && typeof current === 'object' && current !== null; depth++) {
     const code = (current as { code?: unknown }).code;
-    if (code === '40001' || code === '40P01') return true;
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
+      if (code === '40001' || code === '40P01') return 'serialization';
+      if (code.startsWith('08') || code.startsWith('57P') || code === '25P03') return 'connection_lost';
+    }
     current = (current as { cause?: unknown }).cause;
   }
-  return false;
+  return undefined;
 };
-
