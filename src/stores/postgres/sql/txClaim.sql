@@ -35,15 +35,25 @@
 -- Under REPEATABLE READ or SERIALIZABLE the snapshot is taken when this statement starts, before the lock is
 -- granted: a transaction that committed the key in between makes the claim fail with 40001, which the store
 -- answers as 'I' (a retry replays).
--- Placeholders: {{txClaim}} {{claim}} {{lockPrefix}} (see table.sql; {{lockPrefix}} is a string literal).
+-- Placeholders: {{txClaim}} {{claim}} {{table}} {{lockPrefix}} (see table.sql; {{lockPrefix}} is a string literal).
 CREATE OR REPLACE FUNCTION {{txClaim}}(
   p_id text, p_partition text, p_token text, p_fingerprint text, p_lock_ttl_ms bigint, p_grace_ms bigint,
   p_busy_retry_ms bigint, p_statement_timeout_ms bigint, p_idle_timeout_ms bigint
 ) RETURNS text
 LANGUAGE plpgsql AS $fn$
 DECLARE
+  rec {{table}}%ROWTYPE;
   reply text;
 BEGIN
+  -- A replay takes no lock: holding the key's lock until its ROLLBACK would make concurrent replays of the key
+  -- answer 'I' to each other (a completed row never changes; it is only deleted once expired).
+  SELECT * INTO rec FROM {{table}} WHERE id = p_id;
+  IF FOUND AND rec.state = 'c' AND rec.v = 1 AND rec.result IS NOT NULL AND rec.expires_at > clock_timestamp() THEN
+    IF p_fingerprint <> '' AND rec.fingerprint <> '' AND p_fingerprint <> rec.fingerprint THEN
+      RETURN 'M';
+    END IF;
+    RETURN 'C' || rec.result;
+  END IF;
   IF NOT pg_try_advisory_xact_lock(hashtextextended({{lockPrefix}} || p_id, 0)) THEN
     RETURN 'I' || greatest(1, p_busy_retry_ms);
   END IF;
