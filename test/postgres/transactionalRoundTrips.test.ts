@@ -18,7 +18,7 @@ describe.runIf(postgresTarget().canSpawn)('transactional mode: round trips and s
   let pool: pg.Pool;
   let stats: pg.Client;
   let store: PostgresStore;
-  let caller: ReturnType<typeof makeCaller>;
+  let caller: typeof makeCaller;
 
   const makeCaller = (key: string) => {
     const t = initTRPC.context<{ key: string }>().create();
