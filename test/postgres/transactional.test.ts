@@ -285,6 +285,80 @@ describe('transactional: failures', () => {
   });
 });
 
+describe('transactional: a COMMIT whose outcome the caller cannot know', () => {
+  /** An app whose COMMIT of item 'slow' sleeps `ms` once (a deferred trigger; the sequence is not rolled back). */
+  const slowCommitApp = async (ms: number, storeOptions: Partial<PostgresStoreOptions> = {}) => {
+    const pids: number[] = [];
+    const app = await setup(storeOptions, { onInProgress: 'wait', afterInsert: ({ pid }) => void pids.push(pid) });
+    const orders = `${app.table}_orders`;
+    await app.pool.query(`
+      CREATE SEQUENCE ${app.table}_once;
+      CREATE FUNCTION ${app.table}_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF nextval('${app.table}_once') = 1 THEN PERFORM pg_sleep(${ms / 1000}); END IF;
+        RETURN NULL;
+      END $$;
+      CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON ${orders} DEFERRABLE INITIALLY DEFERRED
+        FOR EACH ROW WHEN (NEW.item = 'slow') EXECUTE FUNCTION ${app.table}_slow();`);
+    /** Resolves once the COMMIT of the first call is sleeping in the trigger. */
+    const committing = async (): Promise<number> => {
+      for (;;) {
+        const pid = pids[0];
+        if (pid !== undefined) {
+          const { rows } = await app.pool.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [pid]);
+          if (rows.length > 0) return pid;
+        }
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    };
+    const close = async () => {
+      await app.close().catch(() => {});
+    };
+    return { ...app, committing, close };
+  };
+
+  it('answers SERVICE_UNAVAILABLE when the connection dies during COMMIT; the retry runs, once, when it did not land', async () => {
+    const app = await slowCommitApp(30_000);
+    const admin = connectPool();
+    try {
+      const key = randomUUID();
+      const first = trpcErrorOf(app.caller(key).order({ item: 'slow' }));
+      const pid = await app.committing();
+      await admin.query('SELECT pg_terminate_backend($1)', [pid]);
+      const error = await first;
+      expect(error.code).toBe('SERVICE_UNAVAILABLE');
+      expect(error.message).toMatch(/lost during COMMIT/);
+      expect(await app.orders()).toBe(0);
+      const retry = await app.caller(key).order({ item: 'slow' });
+      expect(retry).toMatchObject({ item: 'slow', takeover: false });
+      expect(await app.orders()).toBe(1);
+      expect(await app.runs()).toBe(2);
+    } finally {
+      await admin.end();
+      await app.close();
+    }
+  });
+
+  it('answers SERVICE_UNAVAILABLE when COMMIT gets no answer in time; the retry replays when it did land', async () => {
+    const app = await slowCommitApp(1500, { operationTimeoutMs: 500 });
+    try {
+      const key = randomUUID();
+      const first = trpcErrorOf(app.caller(key).order({ item: 'slow' }));
+      await app.committing();
+      const error = await first;
+      expect(error.code).toBe('SERVICE_UNAVAILABLE');
+      expect(error.message).toMatch(/lost during COMMIT/);
+      // The backend finishes its COMMIT after the client gave up: the retry waits for it and replays.
+      const retry = await app.caller(key).order({ item: 'slow' });
+      expect(retry).toMatchObject({ item: 'slow' });
+      expect(await app.orders()).toBe(1);
+      expect(await app.runs()).toBe(1);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('transactional: option checks', () => {
   it.each([
     ['the default memory store', () => createIdempotency()],
