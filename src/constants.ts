@@ -14,6 +14,8 @@ export const DEFAULTS = {
   lockTtlMs: 30_000,
   maxResultBytes: 1024 * 1024,
   onStoreError: 'fail-closed' as 'fail-closed' | 'fail-open',
+  /** Run the procedure in the store's transaction (transactional mode). */
+  transactional: false as boolean,
   /** Hash the raw input and answer UNPROCESSABLE_CONTENT when a key comes back with another input. */
   fingerprint: true as boolean,
   /**

@@ -7,25 +7,31 @@ export { idempotencyErrorData } from './server/trpcErrors';
 export type { Serializer } from './serialization';
 export { superjsonSerializer } from './serialization';
 export type { IdempotencyEvent, IdempotencyEventType } from './server/events';
-export type { Idempotency } from './server/idempotency';
+export type { Idempotency, TransactionClientOf } from './server/idempotency';
 export { createIdempotency, idempotent } from './server/idempotency';
 export type { IdempotencyContext, IdempotencyExecution, IdempotentMiddleware } from './server/middleware';
 export type { GetKeyOptions, IdempotencyOptions, IdempotentOptions } from './server/options';
+export type { TransactionalContext, TransactionalExecution, TransactionalMiddleware } from './server/transactional';
 export { defaultShouldStoreError } from './server/options';
 export { idempotencyResponseMeta } from './server/reporting';
 export type {
   ClaimOutcome,
   ClaimRequest,
+  CommitOutcome,
   CompleteRequest,
   IdempotencyStore,
   LeaseOutcome,
   LeaseRequest,
+  OpenTransaction,
   RecordRef,
   RenewRequest,
+  TransactionalCapability,
+  TransactionalClaim,
+  TransactionalStore,
   WaitOutcome,
   WaitRequest,
 } from './store';
-export { GLOBAL_PARTITION } from './store';
+export { GLOBAL_PARTITION, isTransactionalStore } from './store';
 export type { MemoryStoreOptions } from './stores/memoryStore';
 export { createMemoryStore } from './stores/memoryStore';
 export type { IdempotencyErrorData, KeyStatus } from './wire';

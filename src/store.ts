@@ -101,3 +101,72 @@ export interface IdempotencyStore {
   /** Resolve once the record is no longer in progress, or at the timeout. Never throws on timeout. */
   wait(request: WaitRequest): Promise<WaitOutcome>;
 }
+
+/**
+ * An optional capability of the contract: a store that can run the procedure inside the same database transaction
+ * as its record (the transactional mode, `idempotent({ transactional: true })`). `begin` claims the key inside a
+ * new transaction and hands the open transaction to the middleware; the procedure's writes through its `client`,
+ * the claim and the stored result then commit in one COMMIT, or none of them does. Checked once, when options are
+ * resolved (`isTransactionalStore`): the middleware never asks which store it has.
+ *
+ *   begin ──acquired──> procedure writes on `client` ──commit(result)──> COMMIT: writes + completed record
+ *     │                                            └──commit(error, discardWrites)──> ROLLBACK TO SAVEPOINT, COMMIT
+ *     │                                            └──rollback()──> ROLLBACK: no writes, no record, key free at once
+ *     └──completed / mismatch / in_progress: nothing is held (the store ends its transaction itself)
+ *
+ * A crash anywhere before COMMIT leaves nothing behind: no lease to wait out, a retry runs at once
+ * (`takeover: false`).
+ */
+export interface TransactionalStore<TClient = unknown> extends IdempotencyStore {
+  readonly transactional: TransactionalCapability<TClient>;
+}
+
+export interface TransactionalCapability<TClient> {
+  /**
+   * Opens a transaction and claims the key in it without waiting on another transaction of the same key (that
+   * one is `in_progress`). Bounded in time (connection checkout included); throws `STORE_UNAVAILABLE` when the
+   * database cannot be used, with nothing begun.
+   */
+  begin(request: ClaimRequest): Promise<TransactionalClaim<TClient>>;
+  /** As `IdempotencyStore.wait`, for keys whose owner is an open transaction (its record is not visible yet). */
+  wait(request: WaitRequest): Promise<WaitOutcome>;
+}
+
+export type TransactionalClaim<TClient> =
+  | { status: 'acquired'; fence: number; takeover: boolean; transaction: OpenTransaction<TClient> }
+  | Exclude<ClaimOutcome, { status: 'acquired' }>;
+
+/** The transaction of an acquired key. Exactly one of `commit` and `rollback` is called, once. */
+export interface OpenTransaction<TClient> {
+  /** The transaction's connection: the procedure's queries on it are part of the transaction. */
+  readonly client: TClient;
+  /** Aborts when the connection is lost: the transaction is gone, nothing of it will commit. */
+  readonly signal: AbortSignal;
+  /**
+   * Stores `result` as the record's final result and commits. `discardWrites` first rolls back what the
+   * procedure wrote (a final error is stored, its writes are not). Never throws: the outcome says what happened.
+   */
+  commit(request: { result: string; ttlMs: number; discardWrites: boolean }): Promise<CommitOutcome>;
+  /** Rolls everything back (writes, claim): the key is free at once. Never throws. */
+  rollback(): Promise<void>;
+}
+
+export type CommitOutcome =
+  /** The writes and the record are durable. */
+  | { status: 'committed' }
+  /**
+   * Nothing was committed, and that is certain: `serialization` (a serialization failure or deadlock: retry),
+   * `connection_lost` (lost before COMMIT was sent), `aborted` (a statement of the procedure failed and left the
+   * transaction aborted, or COMMIT itself failed, e.g. a deferred constraint), `ended` (the procedure ended the
+   * transaction itself with COMMIT or ROLLBACK on the client).
+   */
+  | { status: 'rolled_back'; reason: 'serialization' | 'connection_lost' | 'aborted' | 'ended'; error: unknown }
+  /** The connection was lost while COMMIT was in flight: it may or may not have committed. The record says which. */
+  | { status: 'unknown'; error: unknown };
+
+/** Whether a store declares the transactional capability. */
+export const isTransactionalStore = (store: unknown): store is TransactionalStore =>
+  typeof store === 'object' &&
+  store !== null &&
+  typeof (store as { transactional?: { begin?: unknown } }).transactional?.begin === 'function' &&
+  typeof (store as { transactional: { wait?: unknown } }).transactional.wait === 'function';

@@ -1,16 +1,27 @@
 import { createMemoryStore } from '../stores/memoryStore';
-import type { IdempotencyStore } from '../store';
+import type { IdempotencyStore, TransactionalStore } from '../store';
 import type { IdempotentMiddleware } from './middleware';
 import { createMiddleware } from './middleware';
 import type { IdempotencyOptions, IdempotentOptions } from './options';
 import { resolveGlobalOptions, resolveProcedureOptions } from './options';
 import { rememberHeaderName } from './reporting';
+import type { TransactionalMiddleware } from './transactional';
 
-export interface Idempotency<TContext = any> {
-  /** A middleware for one mutation procedure: `.use(idempotent())`, with per-procedure overrides. */
-  idempotent: (options?: IdempotentOptions<TContext>) => IdempotentMiddleware;
+/** The connection type a store's transactional mode hands the procedure (`unknown` for a store without one). */
+export type TransactionClientOf<TStore> = TStore extends TransactionalStore<infer TClient> ? TClient : unknown;
+
+export interface Idempotency<TContext = any, TStore extends IdempotencyStore = IdempotencyStore> {
+  /**
+   * A middleware for one mutation procedure: `.use(idempotent())`, with per-procedure overrides. With
+   * `{ transactional: true }`, `ctx.idempotency.client` is the open transaction's connection, typed by the store
+   * (`createIdempotency<Context, PostgresStore>` when you name the context type yourself).
+   */
+  idempotent: {
+    (options: IdempotentOptions<TContext> & { transactional: true }): TransactionalMiddleware<TransactionClientOf<TStore>>;
+    (options?: IdempotentOptions<TContext>): IdempotentMiddleware;
+  };
   /** The store in use (the memory store when none was given). */
-  store: IdempotencyStore;
+  store: TStore;
 }
 
 /**
@@ -21,14 +32,16 @@ export interface Idempotency<TContext = any> {
  * const { idempotent } = createIdempotency<Context>({ store: createRedisStore({ redis }), scope: ({ ctx }) => ctx.user.id });
  * const createOrder = t.procedure.input(orderInput).use(idempotent()).mutation(({ input, ctx }) => ...);
  */
-export const createIdempotency = <TContext = any>(options: IdempotencyOptions<TContext> = {}): Idempotency<TContext> => {
+export const createIdempotency = <TContext = any, TStore extends IdempotencyStore = IdempotencyStore>(
+  options: IdempotencyOptions<TContext> & { store?: TStore } = {},
+): Idempotency<TContext, TStore> => {
   const resolved = resolveGlobalOptions(options);
   const store = resolved.store ?? createMemoryStore({ clock: resolved.clock });
   rememberHeaderName(resolved.headerName);
-  return {
-    store,
-    idempotent: (overrides = {}) => createMiddleware(resolveProcedureOptions(resolved, overrides), store),
-  };
+  const idempotent = (overrides: IdempotentOptions<TContext> = {}): IdempotentMiddleware =>
+    createMiddleware(resolveProcedureOptions(resolved, overrides), store);
+  // The transactional overload differs in its context type only: the runtime is the same middleware.
+  return { store: store as TStore, idempotent: idempotent as Idempotency<TContext, TStore>['idempotent'] };
 };
 
 /** The memory store behind the zero-config `idempotent`; `resetIdempotentStore` replaces it. */

@@ -17,6 +17,7 @@ import { partitionOf } from './partition';
 import { keyMissing, noHeadersWarning, resolveKey } from './resolveKey';
 import { recordId, scopeText } from './scope';
 import { toTRPCError } from './trpcErrors';
+import { runTransactional } from './transactional';
 
 /** What a guarded procedure sees as `ctx.idempotency`; `null` when the call came without a key. */
 export interface IdempotencyExecution {
@@ -133,6 +134,8 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
     const call: KeyedCall = { opts, carrier, key, batchIndex, keyHash, token: newToken(), startedAt, claimedAt: startedAt };
     const deadline = startedAt + options.waitTimeoutMs;
     const partition = partitionOf(scoped);
+    // A capability of the store, checked once by the options (see TransactionalStore).
+    if (options.transactional) return runTransactional(guard, call, { partition, fingerprint, deadline });
 
     for (;;) {
       call.claimedAt = now();

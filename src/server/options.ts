@@ -6,6 +6,7 @@ import { IdempotencyError } from '../errors';
 import type { Serializer } from '../serialization';
 import { superjsonSerializer } from '../serialization';
 import type { IdempotencyStore } from '../store';
+import { isTransactionalStore } from '../store';
 import type { IdempotencyEvent } from './events';
 import { MAX_INPUT_DEPTH_LIMIT } from './inputBudget';
 
@@ -120,6 +121,14 @@ export interface IdempotentOptions<TContext = any> {
    * @default 'fail-closed'
    */
   onStoreError?: 'fail-closed' | 'fail-open';
+  /**
+   * Runs the procedure inside the store's database transaction: its queries on `ctx.idempotency.client`, the
+   * claim and the stored result commit in one COMMIT, or nothing does (a crash before COMMIT leaves no row and no
+   * claim: a retry runs at once). Needs a store with the transactional capability (`createPostgresStore`); any
+   * other store, or `onStoreError: 'fail-open'`, is an INVALID_OPTION when `idempotent()` is called.
+   * @default false
+   */
+  transactional?: boolean;
 }
 
 /** Options of `createIdempotency`. */
@@ -212,6 +221,7 @@ const checks: { [K in keyof IdempotencyOptions | keyof IdempotentOptions]-?: [ru
   maxResultBytes: ['must be a positive integer (bytes)', isPositiveInteger],
   shouldStoreError: ['must be a function', (v) => typeof v === 'function'],
   onStoreError: ["must be 'fail-closed' or 'fail-open'", (v) => v === 'fail-closed' || v === 'fail-open'],
+  transactional: ['must be a boolean', (v) => typeof v === 'boolean'],
   store: ['must implement claim, renew, complete, release and wait', isStore],
   headerName: ['must be a valid HTTP header name', (v) => typeof v === 'string' && /^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(v)],
   serializer: ['must have serialize and deserialize functions', isSerializer],
@@ -244,7 +254,7 @@ const validate = (where: string, options: object, allowed: readonly string[]): v
 const PROCEDURE_KEYS = [
   'getKey', 'inputKey', 'required', 'scope', 'fingerprint', 'maxInputDepth', 'maxInputNodes', 'maxInputChars',
   'onInProgress', 'waitTimeoutMs', 'ttlMs', 'lockTtlMs', 'maxResultBytes', 'shouldStoreError', 'onStoreError',
-  'name',
+  'name', 'transactional',
 ] as const;
 // `name` is per procedure only: one name on every procedure would make them all share their keys.
 const GLOBAL_KEYS = [...PROCEDURE_KEYS.filter((key) => key !== 'name'), 'store', 'headerName', 'serializer', 'onEvent', 'clock'] as const;
@@ -256,7 +266,7 @@ const defined = <T extends object>(options: T): Partial<T> =>
 export const resolveGlobalOptions = (options: IdempotencyOptions): ResolvedGlobalOptions => {
   validate('createIdempotency', options, GLOBAL_KEYS);
   const given = defined(options);
-  return {
+  return checkTransactional('createIdempotency', {
     getKey: given.getKey,
     scope: given.scope,
     inputKey: given.inputKey ?? DEFAULTS.inputKey,
@@ -277,7 +287,8 @@ export const resolveGlobalOptions = (options: IdempotencyOptions): ResolvedGloba
     serializer: given.serializer ?? superjsonSerializer,
     onEvent: given.onEvent,
     clock: given.clock ?? systemClock,
-  };
+    transactional: given.transactional ?? DEFAULTS.transactional,
+  });
 };
 
 /** Applies one procedure's overrides on top of the instance's options, when `idempotent()` is called. */
@@ -286,5 +297,25 @@ export const resolveProcedureOptions = (
   overrides: IdempotentOptions,
 ): ResolvedGlobalOptions => {
   validate('idempotent', overrides, PROCEDURE_KEYS);
-  return { ...base, ...defined(overrides) };
+  return checkTransactional('idempotent', { ...base, ...defined(overrides) });
+};
+
+/**
+ * The transactional mode is a capability the store declares (see `TransactionalStore`), checked here once: the
+ * middleware never branches on the store's type. It always fails closed: the procedure needs the transaction.
+ */
+const checkTransactional = (where: string, options: ResolvedGlobalOptions): ResolvedGlobalOptions => {
+  if (!options.transactional) return options;
+  if (!isTransactionalStore(options.store)) {
+    throw invalid(
+      where,
+      'transactional',
+      'needs a store with the transactional capability (createPostgresStore from trpc-idempotency/postgres); ' +
+        `this one (${options.store === undefined ? 'the default memory store' : 'the given store'}) has none`,
+    );
+  }
+  if (options.onStoreError === 'fail-open') {
+    throw invalid(where, 'transactional', "cannot be combined with onStoreError 'fail-open': the procedure needs the transaction");
+  }
+  return options;
 };

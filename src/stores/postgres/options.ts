@@ -48,6 +48,27 @@ export interface PostgresStoreOptions {
   sweepIntervalMs?: number;
   /** Rows deleted per statement by the sweep, so no statement holds many row locks for long. @default 1000 */
   sweepBatchSize?: number;
+  /**
+   * Transactional mode (`idempotent({ transactional: true })`): the isolation level of the procedure's
+   * transaction. A serialization failure (or deadlock) under it is answered SERVICE_UNAVAILABLE with nothing
+   * committed: the client retries, the procedure is never re-run silently on the server.
+   * @default 'read committed'
+   */
+  isolationLevel?: 'read committed' | 'repeatable read' | 'serializable';
+  /**
+   * Transactional mode: `statement_timeout` for the procedure's statements, in ms, set with `SET LOCAL` semantics
+   * (the pooled connection's next user gets its own setting back). `0` keeps the session's setting.
+   * @default 0
+   */
+  transactionStatementTimeoutMs?: number;
+  /**
+   * Transactional mode: `idle_in_transaction_session_timeout`, in ms, also local to the transaction. A process
+   * that stalls or is cut off mid-procedure holds its key (and its row locks) until the server ends the session
+   * after this long idle; everything of it then rolls back and the key is free. Keep it above the longest pause
+   * of a procedure between two queries (a call to another service). `0` keeps the session's setting.
+   * @default 60000
+   */
+  transactionIdleTimeoutMs?: number;
 }
 
 export type ResolvedPostgresStoreOptions = Required<Omit<PostgresStoreOptions, 'table'>> & { table: TableNames };
@@ -63,6 +84,9 @@ export const postgresStoreDefaults = {
   waitPollIntervalMs: 1000,
   sweepIntervalMs: 60_000,
   sweepBatchSize: 1000,
+  isolationLevel: 'read committed',
+  transactionStatementTimeoutMs: 0,
+  transactionIdleTimeoutMs: 60_000,
 } as const satisfies Omit<Required<PostgresStoreOptions>, 'pool'>;
 
 /** Defaults merged and every option checked once, at creation. */
@@ -78,10 +102,17 @@ export const resolvePostgresStoreOptions = (options: PostgresStoreOptions): Reso
   checkInteger('waitPollIntervalMs', merged.waitPollIntervalMs, 10);
   checkInteger('sweepIntervalMs', merged.sweepIntervalMs, 0);
   checkInteger('sweepBatchSize', merged.sweepBatchSize, 1);
+  if (!ISOLATION_LEVELS.includes(merged.isolationLevel)) {
+    throw invalid('isolationLevel', `must be one of ${ISOLATION_LEVELS.map((level) => `'${level}'`).join(', ')}, got ${String(merged.isolationLevel)}`);
+  }
+  checkInteger('transactionStatementTimeoutMs', merged.transactionStatementTimeoutMs, 0);
+  checkInteger('transactionIdleTimeoutMs', merged.transactionIdleTimeoutMs, 0);
   return { ...merged, table: tableNames(merged.table, 'createPostgresStore') };
 };
 
 // ---- internal helpers ----
+
+const ISOLATION_LEVELS: readonly unknown[] = ['read committed', 'repeatable read', 'serializable'];
 
 const invalid = (name: string, rule: string): IdempotencyError =>
   new IdempotencyError('INVALID_OPTION', `createPostgresStore: option "${name}" ${rule}`);

@@ -1,13 +1,19 @@
-import type { IdempotencyStore } from '../../store';
+import type { PoolClient } from 'pg';
+import type { TransactionalStore } from '../../store';
 import type { PostgresStoreOptions } from './options';
 import { IdempotencyError } from '../../errors';
 import { boundedQuery } from './boundedQuery';
 import { resolvePostgresStoreOptions } from './options';
 import { parseClaimReply, parseLeaseReply, parsePeekReply } from './replies';
 import { functionNames } from './schema';
+import { createPostgresTransactional } from './transaction';
 import { createWaitHub } from './waitHub';
 
-export interface PostgresStore extends IdempotencyStore {
+/**
+ * Both modes: a plain store (`claim` ... `wait`), and the transactional capability (`idempotent({ transactional:
+ * true })` runs the procedure in a transaction of this pool, `ctx.idempotency.client` its connection).
+ */
+export interface PostgresStore extends TransactionalStore<PoolClient> {
   /**
    * Deletes expired rows, `sweepBatchSize` per statement, until none is left; returns how many went. Runs on its
    * own every `sweepIntervalMs`; call it yourself (e.g. from a cron job) with `sweepIntervalMs: 0`.
@@ -75,6 +81,7 @@ export const createPostgresStore = (options: PostgresStoreOptions): PostgresStor
         }, resolved.sweepIntervalMs)
       : undefined;
   sweeper?.unref?.();
+  const transactional = createPostgresTransactional(resolved, fn);
 
   return {
     // A bad duration rejects that call only (never thrown synchronously).
@@ -97,10 +104,11 @@ export const createPostgresStore = (options: PostgresStoreOptions): PostgresStor
     release: async ({ id, token }) =>
       parseLeaseReply(await call('release', releaseStatement, [id, token, releasedTtlMs]), where(id)),
     wait: (request) => hub.wait(request),
+    transactional: { begin: transactional.begin, wait: transactional.wait },
     sweep,
     close: async () => {
       clearInterval(sweeper);
-      await hub.close();
+      await Promise.all([hub.close(), transactional.close()]);
     },
   };
 };

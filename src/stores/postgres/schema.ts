@@ -1,7 +1,18 @@
 import type { Pool } from 'pg';
 import type { TableNames } from './tableNames';
 import { DEFAULT_TABLE } from './options';
-import { claimSql, completeSql, peekSql, releaseSql, renewSql, sweepSql, tableSql } from './sqlFiles';
+import {
+  claimSql,
+  completeSql,
+  peekSql,
+  releaseSql,
+  renewSql,
+  sweepSql,
+  tableSql,
+  txClaimSql,
+  txCompleteSql,
+  txPeekSql,
+} from './sqlFiles';
 import { tableNames } from './tableNames';
 
 /**
@@ -29,7 +40,7 @@ export const createPostgresTable = async (pool: Pick<Pool, 'query'>, table: stri
 
 /** Fills the SQL files' placeholders for one table. */
 export const renderSchema = (names: TableNames): string =>
-  [tableSql, claimSql, renewSql, completeSql, releaseSql, peekSql, sweepSql]
+  [tableSql, claimSql, renewSql, completeSql, releaseSql, peekSql, sweepSql, txClaimSql, txCompleteSql, txPeekSql]
     .map((sql) => sql.replace(/\{\{(\w+)\}\}/g, (_match, key: string) => placeholder(names, key)))
     .join('\n');
 
@@ -42,6 +53,10 @@ export const functionNames = (names: TableNames) =>
     release: names.object(`release_v${SCHEMA_VERSION}`),
     peek: names.object(`peek_v${SCHEMA_VERSION}`),
     sweep: names.object(`sweep_v${SCHEMA_VERSION}`),
+    // the transactional mode (see transaction.ts)
+    txClaim: names.object(`tx_claim_v${SCHEMA_VERSION}`),
+    txComplete: names.object(`tx_complete_v${SCHEMA_VERSION}`),
+    txPeek: names.object(`tx_peek_v${SCHEMA_VERSION}`),
   }) as const;
 
 /** The record layout the SQL files write and read (column `v`). */
@@ -61,6 +76,8 @@ const placeholder = (names: TableNames, key: string): string => {
       return names.object(`check_v${SCHEMA_VERSION}`);
     case 'channel':
       return literal(names.channel);
+    case 'lockPrefix':
+      return literal(`trpc-idempotency:${names.table}:`);
     default: {
       const functions: Record<string, string> = functionNames(names);
       const name = functions[key];

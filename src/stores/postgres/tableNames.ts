@@ -44,7 +44,7 @@ export const tableNames = (table: unknown, caller: string): TableNames => {
 
 // ---- internal helpers ----
 
-/** Leaves room for the longest suffix (`_expires_at`, `_complete_v1`) within PostgreSQL's 63-byte names. */
+/** Leaves room for the longest suffix (`_tx_complete_v1`, 15 characters) within PostgreSQL's 63-byte names. */
 const MAX_PART_LENGTH = 48;
 /** The channel is the whole name, and channels are names too. */
 const MAX_TABLE_LENGTH = 63;

@@ -1,0 +1,249 @@
+import type { TRPCMiddlewareFunction } from '@trpc/server';
+import { TRPCError } from '@trpc/server';
+import { DEFAULTS } from '../constants';
+import { IdempotencyError, isIdempotencyError } from '../errors';
+import type { CommitOutcome, TransactionalClaim, TransactionalStore } from '../store';
+import type { Guard, KeyedCall } from './keyedCall';
+import { replay } from './keyedCall';
+import type { IdempotencyExecution, IdempotentMiddleware } from './middleware';
+import type { ResolvedGlobalOptions } from './options';
+import { reportKey } from './reporting';
+import { encodeError, encodeValue } from './storedResult';
+import { toTRPCError } from './trpcErrors';
+
+/**
+ * The transactional mode (`idempotent({ transactional: true })`): the claim, the procedure's writes on
+ * `ctx.idempotency.client` and the stored result share one database transaction of the store's (see
+ * `TransactionalStore`). Where the store mode has a lease, renewals and a completion that may fail after the
+ * procedure ran, this mode has a transaction: it commits whole, or nothing of it happened and the key is free.
+ *
+ *   begin(claim) ─acquired─> procedure ─ok─────────────────> commit(result)            -> executed
+ *                                      ─final error─────────> commit(error, discard)    -> executed (error replayed)
+ *                                      ─other error─────────> rollback                  -> released (key free)
+ *                                      ─connection lost / serialization failure ─> rollback -> SERVICE_UNAVAILABLE
+ *               ─completed─> replay   ─mismatch─> UNPROCESSABLE_CONTENT   ─in_progress─> CONFLICT or wait
+ */
+
+/** `ctx.idempotency` in a transactional procedure: the execution, plus the open transaction's connection. */
+export interface TransactionalExecution<TClient = unknown> extends IdempotencyExecution {
+  /**
+   * The connection of the open transaction (a node-postgres `PoolClient` with the PostgreSQL store). Every write
+   * the procedure makes through it commits with the stored result, or not at all. Never send BEGIN, COMMIT or
+   * ROLLBACK on it (use SAVEPOINTs for nested work). `signal` aborts when this connection is lost.
+   */
+  readonly client: TClient;
+}
+
+export interface TransactionalContext<TClient = unknown> {
+  idempotency: TransactionalExecution<TClient> | null;
+}
+
+/** The middleware `idempotent({ transactional: true })` returns. */
+export type TransactionalMiddleware<TClient = unknown> = TRPCMiddlewareFunction<any, any, any, TransactionalContext<TClient>, any>;
+
+/** What the middleware has worked out for one keyed call before its claim. */
+export interface TransactionalRequest {
+  partition: string;
+  fingerprint: string;
+  /** Interval time after which an in-progress duplicate stops waiting. */
+  deadline: number;
+}
+
+type MiddlewareResult = Awaited<ReturnType<Parameters<IdempotentMiddleware>[0]['next']>>;
+type Acquired<TClient> = Extract<TransactionalClaim<TClient>, { status: 'acquired' }>;
+
+/** Claims the key in a new transaction and answers the call from there. The store's capability was checked by the options. */
+export const runTransactional = async (guard: Guard, call: KeyedCall, request: TransactionalRequest): Promise<MiddlewareResult> => {
+  const { options, now, emit } = guard;
+  const { transactional } = guard.store as TransactionalStore;
+  const { opts, keyHash } = call;
+  const { path } = opts;
+  for (;;) {
+    call.claimedAt = now();
+    let outcome: TransactionalClaim<unknown>;
+    try {
+      outcome = await transactional.begin({
+        id: keyHash,
+        partition: request.partition,
+        token: call.token,
+        fingerprint: request.fingerprint,
+        lockTtlMs: options.lockTtlMs,
+      });
+    } catch (error) {
+      emit?.({ type: 'store_error', operation: 'claim', error, failedOpen: false, path, keyHash });
+      reportKey(call, 'store_unavailable');
+      throw toTRPCError(unavailable(error));
+    }
+    switch (outcome.status) {
+      case 'acquired':
+        emit?.({ type: 'claimed', fence: outcome.fence, takeover: outcome.takeover, durationMs: now() - call.claimedAt, path, keyHash });
+        return runInTransaction(guard, call, outcome);
+      case 'completed':
+        return replay(guard, call, outcome.result);
+      case 'mismatch':
+        emit?.({ type: 'mismatch', path, keyHash });
+        reportKey(call, 'mismatch');
+        throw toTRPCError(
+          new IdempotencyError('MISMATCH', `this idempotency key was already used for mutation "${path}" with a different input; use a new key for a new request`),
+        );
+      case 'in_progress': {
+        const at = now();
+        if (options.onInProgress === 'wait' && at < request.deadline && !opts.signal?.aborted) {
+          try {
+            await transactional.wait({ id: keyHash, timeoutMs: request.deadline - at, signal: opts.signal });
+          } catch (error) {
+            emit?.({ type: 'store_error', operation: 'wait', error, failedOpen: false, path, keyHash });
+            reportKey(call, 'store_unavailable');
+            throw toTRPCError(unavailable(error));
+          }
+          continue;
+        }
+        const retryAfterMs = Math.min(outcome.retryAfterMs, DEFAULTS.maxRetryAfterMs);
+        emit?.({ type: 'conflict', retryAfterMs, waitedMs: at - call.startedAt, path, keyHash });
+        reportKey(call, 'in_progress', retryAfterMs);
+        throw toTRPCError(
+          new IdempotencyError('IN_PROGRESS', `a request with this idempotency key is still in progress for mutation "${path}"; retry after ${retryAfterMs} ms`, {
+            retryAfterMs,
+          }),
+        );
+      }
+      default:
+        reportKey(call, 'store_unavailable');
+        throw toTRPCError(
+          new IdempotencyError('RECORD_CORRUPT', `the store returned an unknown claim outcome ${JSON.stringify((outcome as { status?: unknown }).status)}`),
+        );
+    }
+  }
+};
+
+// ---- internal helpers ----
+
+/** Runs the procedure in the acquired transaction, then commits its outcome with it or rolls everything back. */
+const runInTransaction = async (guard: Guard, call: KeyedCall, acquired: Acquired<unknown>): Promise<MiddlewareResult> => {
+  const { options, now, emit } = guard;
+  const { opts, keyHash } = call;
+  const { path } = opts;
+  const { transaction } = acquired;
+  const execution: TransactionalExecution = {
+    key: call.key,
+    keyHash,
+    fence: acquired.fence,
+    takeover: acquired.takeover,
+    signal: transaction.signal,
+    client: transaction.client,
+  };
+  const runStartedAt = now();
+  let result: MiddlewareResult;
+  try {
+    result = await opts.next({ ctx: { idempotency: execution } });
+  } catch (error) {
+    // tRPC turns procedure errors into results; only a broken inner middleware gets here. Nothing is kept.
+    await transaction.rollback();
+    throw error;
+  }
+  const durationMs = now() - runStartedAt;
+  const released = async (code: TRPCError['code']): Promise<void> => {
+    reportKey(call, 'released');
+    await transaction.rollback();
+    emit?.({ type: 'released', code, durationMs, path, keyHash });
+  };
+  if (!result) {
+    // An inner middleware forgot `return next()`: nothing to store.
+    await released('INTERNAL_SERVER_ERROR');
+    return result;
+  }
+
+  let text: string;
+  if (result.ok) {
+    const encoded = encodeValue(options.serializer, result.data as unknown, options.maxResultBytes);
+    if (encoded.notStored) emit?.({ type: 'not_stored', ...encoded.notStored, limitBytes: options.maxResultBytes, path, keyHash });
+    text = encoded.text;
+  } else {
+    const broken = transactionFailure(result.error);
+    if (broken === undefined && !transaction.signal.aborted && storesError(options, result.error)) {
+      text = encodeError(options.serializer, result.error.code, result.error.message);
+    } else {
+      // The ROLLBACK also tells whether the connection is still there (a terminated backend is often noticed
+      // only now).
+      await transaction.rollback();
+      const reason = broken ?? (transaction.signal.aborted ? 'connection_lost' : undefined);
+      // The procedure failed because its transaction did: not its answer, and nothing of it is kept.
+      if (reason) return failed(guard, call, { reason, cause: result.error });
+      reportKey(call, 'released');
+      emit?.({ type: 'released', code: result.error.code, durationMs, path, keyHash });
+      return result;
+    }
+  }
+
+  const committed = await transaction.commit({ result: text, ttlMs: options.ttlMs, discardWrites: !result.ok });
+  if (committed.status === 'committed') {
+    reportKey(call, 'executed');
+    emit?.({ type: 'completed', bytes: Buffer.byteLength(text), outcome: result.ok ? 'ok' : 'error', durationMs, path, keyHash });
+    return result;
+  }
+  emit?.({ type: 'store_error', operation: 'complete', error: committed.error, failedOpen: false, path, keyHash });
+  return failed(guard, call, { reason: committed.status === 'unknown' ? 'unknown' : committed.reason, cause: committed.error });
+};
+
+type Failure = Extract<CommitOutcome, { status: 'rolled_back' }>['reason'] | 'unknown';
+
+/** Answers a call whose transaction did not commit (or may not have): retryable, except for a broken procedure. */
+const failed = (guard: Guard, call: KeyedCall, { reason, cause }: { reason: Failure; cause: unknown }): never => {
+  const { path } = call.opts;
+  if (reason === 'aborted' || reason === 'ended') {
+    // The procedure's own doing (a failed statement it swallowed, a COMMIT it sent): the same call would fail again.
+    reportKey(call, 'released');
+    guard.emit?.({ type: 'released', code: 'INTERNAL_SERVER_ERROR', durationMs: guard.now() - call.claimedAt, path, keyHash: call.keyHash });
+    throw new TRPCError({ code: 'INTERNAL_SERVER_ERROR', message: FAILURES[reason](path), cause });
+  }
+  reportKey(call, 'store_unavailable');
+  throw toTRPCError(new IdempotencyError('STORE_UNAVAILABLE', FAILURES[reason](path), { cause, retryAfterMs: reason === 'serialization' ? 100 : 1000 }));
+};
+
+const FAILURES: Record<Failure, (path: string) => string> = {
+  serialization: (path) =>
+    `mutation "${path}" hit a serialization failure or deadlock in its transaction; nothing was committed, retry the call`,
+  connection_lost: (path) =>
+    `the database connection of mutation "${path}" was lost before COMMIT; nothing was committed, retry the call`,
+  unknown: (path) =>
+    `the database connection of mutation "${path}" was lost during COMMIT; retry the call: it replays the result if the COMMIT landed, or runs if it did not`,
+  aborted: (path) =>
+    `the transaction of mutation "${path}" was aborted by a failed statement (or its COMMIT failed); nothing was committed`,
+  ended: (path) =>
+    `mutation "${path}" ended its transaction itself (COMMIT or ROLLBACK on ctx.idempotency.client); its result was not stored`,
+};
+
+const unavailable = (error: unknown): IdempotencyError =>
+  isIdempotencyError(error) && (error.code === 'RECORD_CORRUPT' || error.code === 'STORE_UNAVAILABLE' || error.code === 'QUOTA_EXCEEDED')
+    ? error
+    : new IdempotencyError('STORE_UNAVAILABLE', 'the idempotency store cannot be reached; the procedure was not run', {
+        cause: error,
+        retryAfterMs: 1000,
+      });
+
+/** `shouldStoreError`, where a throwing policy means "don't store". */
+const storesError = (options: ResolvedGlobalOptions, error: TRPCError): boolean => {
+  try {
+    return options.shouldStoreError(error);
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * Why the procedure's error is its transaction's failure rather than its own answer, read from the SQLSTATE of
+ * the nearest error in its causes that has one: 40001/40P01 (serialization failure, deadlock), or a class that
+ * ends the session (08 connection exception, 57P admin/crash shutdown, 25P03 idle-in-transaction timeout).
+ */
+const transactionFailure = (error: unknown): 'serialization' | 'connection_lost' | undefined => {
+  let current: unknown = error;
+  for (let depth = 0; depth < 8 && typeof current === 'object' && current !== null; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
+      if (code === '40001' || code === '40P01') return 'serialization';
+      if (code.startsWith('08') || code.startsWith('57P') || code === '25P03') return 'connection_lost';
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+};
