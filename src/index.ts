@@ -13,6 +13,8 @@ export type { IdempotencyContext, IdempotencyExecution, IdempotentMiddleware } f
 export type { GetKeyOptions, IdempotencyOptions, IdempotentOptions } from './server/options';
 export { defaultShouldStoreError } from './server/options';
 export { idempotencyResponseMeta } from './server/reporting';
+export type { StepContext, StepFn, StepOptions } from './server/steps';
+export { runStep } from './server/steps';
 export type {
   ClaimOutcome,
   ClaimRequest,
@@ -20,12 +22,15 @@ export type {
   IdempotencyStore,
   LeaseOutcome,
   LeaseRequest,
+  RecordedSteps,
   RecordRef,
   RenewRequest,
+  StepOutcome,
+  StepRequest,
   WaitOutcome,
   WaitRequest,
 } from './store';
-export { GLOBAL_PARTITION } from './store';
+export { GLOBAL_PARTITION, NO_STEPS } from './store';
 export type { MemoryStoreOptions } from './stores/memoryStore';
 export { createMemoryStore } from './stores/memoryStore';
 export type { IdempotencyErrorData, KeyStatus } from './wire';

@@ -112,7 +112,9 @@ export interface IdempotencyErrorData {
     | 'quota_exceeded'
     | 'record_corrupt'
     | 'lease_lost'
-    | 'invalid_option';
+    | 'invalid_option'
+    | 'step_duplicate'
+    | 'step_indeterminate';
   /** Retry after this many milliseconds (in-progress conflicts, store outages and quotas only). */
   retryAfterMs?: number;
 }

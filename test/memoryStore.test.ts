@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { IdempotencyError } from '../src/errors';
 import { createMemoryStore } from '../src/stores/memoryStore';
+import { describeStepConformance } from './conformance/stepSuite';
 import { describeStoreConformance } from './conformance/storeSuite';
+import { DEFAULTS } from '../src/constants';
 import { createManualClock } from './helpers/manualClock';
 
 describeStoreConformance(
@@ -100,3 +102,12 @@ describe('createMemoryStore', () => {
     expect(clock.pending()).toBe(0);
   });
 });
+
+describeStepConformance(
+  'createMemoryStore',
+  async () => {
+    const clock = createManualClock();
+    return { store: createMemoryStore({ clock }), advance: (ms) => clock.advance(ms), close: async () => {} };
+  },
+  { lockTtlMs: 1_000, leaseGraceMs: DEFAULTS.leaseGraceMs, releasedTtlMs: DEFAULTS.releasedTtlMs },
+);

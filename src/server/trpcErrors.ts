@@ -16,6 +16,9 @@ const TRPC_CODES = {
   RECORD_CORRUPT: 'INTERNAL_SERVER_ERROR',
   LEASE_LOST: 'CONFLICT',
   INVALID_OPTION: 'INTERNAL_SERVER_ERROR',
+  STEP_DUPLICATE: 'INTERNAL_SERVER_ERROR',
+  // Stored as the key's answer: the same request gets it again until an operator decides.
+  STEP_INDETERMINATE: 'CONFLICT',
 } as const satisfies Record<IdempotencyErrorCode, TRPCError['code']>;
 
 const REASONS = {
@@ -29,6 +32,8 @@ const REASONS = {
   RECORD_CORRUPT: 'record_corrupt',
   LEASE_LOST: 'lease_lost',
   INVALID_OPTION: 'invalid_option',
+  STEP_DUPLICATE: 'step_duplicate',
+  STEP_INDETERMINATE: 'step_indeterminate',
 } as const satisfies Record<IdempotencyErrorCode, IdempotencyErrorData['reason']>;
 
 /** The single place where idempotency failures become tRPC errors. */
