@@ -1,7 +1,7 @@
 import type { Pool } from 'pg';
 import type { TableNames } from './tableNames';
 import { DEFAULT_TABLE } from './options';
-import { claimSql, completeSql, peekSql, releaseSql, renewSql, sweepSql, tableSql } from './sqlFiles';
+import { claimSql, completeSql, peekSql, releaseSql, renewSql, stepSql, sweepSql, tableSql } from './sqlFiles';
 import { tableNames } from './tableNames';
 
 /**
@@ -29,7 +29,7 @@ export const createPostgresTable = async (pool: Pick<Pool, 'query'>, table: stri
 
 /** Fills the SQL files' placeholders for one table. */
 export const renderSchema = (names: TableNames): string =>
-  [tableSql, claimSql, renewSql, completeSql, releaseSql, peekSql, sweepSql]
+  [tableSql, stepSql, claimSql, renewSql, completeSql, releaseSql, peekSql, sweepSql]
     .map((sql) => sql.replace(/\{\{(\w+)\}\}/g, (_match, key: string) => placeholder(names, key)))
     .join('\n');
 
@@ -40,6 +40,7 @@ export const functionNames = (names: TableNames) =>
     renew: names.object(`renew_v${SCHEMA_VERSION}`),
     complete: names.object(`complete_v${SCHEMA_VERSION}`),
     release: names.object(`release_v${SCHEMA_VERSION}`),
+    step: names.object(`step_v${SCHEMA_VERSION}`),
     peek: names.object(`peek_v${SCHEMA_VERSION}`),
     sweep: names.object(`sweep_v${SCHEMA_VERSION}`),
   }) as const;
