@@ -14,7 +14,7 @@ export type { GetKeyOptions, IdempotencyOptions, IdempotentOptions } from './ser
 export { defaultShouldStoreError } from './server/options';
 export { idempotencyResponseMeta } from './server/reporting';
 export type { StepContext, StepFn, StepOptions } from './server/steps';
-export { runStep } from './server/steps';
+export { stepsOf } from './server/steps';
 export type {
   ClaimOutcome,
   ClaimRequest,

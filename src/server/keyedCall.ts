@@ -12,7 +12,7 @@ import type { ResolvedGlobalOptions } from './options';
 import type { ReportTarget } from './reporting';
 import { reportKey } from './reporting';
 import type { StepAttempt } from './steps';
-import { closeSteps, openSteps, runStepIn, stepErrorVerdict } from './steps';
+import { closeSteps, executionStep, openSteps, stepErrorVerdict, STEPS } from './steps';
 import { decodeStoredResult, encodeError, encodeValue, notStoredError } from './storedResult';
 import { toTRPCError } from './trpcErrors';
 
@@ -50,7 +50,6 @@ export interface KeyedCall extends ReportTarget {
 type Acquired = Extract<ClaimOutcome, { status: 'acquired' }>;
 
 const LEASE = Symbol('lease');
-const STEPS = Symbol('steps');
 
 /**
  * `signal` lives on a shared prototype and makes the AbortSignal on first read: most procedures never read it,
@@ -63,11 +62,7 @@ const executionPrototype = Object.create(null, {
     },
     enumerable: true,
   },
-  step: {
-    value(this: { [STEPS]: StepAttempt }, ...args: Parameters<IdempotencyExecution['step']>) {
-      return runStepIn(this[STEPS], ...args);
-    },
-  },
+  step: { value: executionStep },
 }) as object;
 
 /** Fields are set one by one, always in this order, so every execution shares one hidden class. */

@@ -78,8 +78,17 @@ export const openSteps = (
 /** Longest step name, in UTF-16 units. */
 export const MAX_STEP_NAME_LENGTH = 200;
 
+/** Where an execution (`ctx.idempotency`) keeps its StepAttempt. */
+export const STEPS = Symbol('steps');
+
+/** `ctx.idempotency.step`: one step of the execution's attempt (a method on the executions' shared prototype). */
+// eslint-disable-next-line max-params -- `this` is the execution, not a parameter: the public method takes three
+export function executionStep<T>(this: { [STEPS]: StepAttempt }, name: string, fn: StepFn<T>, options?: StepOptions): Promise<T> {
+  return runStepIn(this[STEPS], name, { fn, options: options ?? {} });
+}
+
 /** Runs one step of an attempt: replays what was recorded, or runs `fn` and records it. */
-export const runStepIn = async <T>(attempt: StepAttempt, name: string, fn: StepFn<T>, options: StepOptions = {}): Promise<T> => {
+const runStepIn = async <T>(attempt: StepAttempt, name: string, { fn, options }: { fn: StepFn<T>; options: StepOptions }): Promise<T> => {
   const { lease } = attempt;
   const { emit, path, id: keyHash } = lease.claim;
   checkName(name, path);
@@ -183,22 +192,19 @@ export const refusedStep =
     Promise.reject(toTRPCError(invalid(why)));
 
 /**
- * Runs a step whether or not the call has a key: `ctx.idempotency.step(...)` when it has one, otherwise `fn`
- * directly (once: without a key there is no retry to resume), with a random step key, fence 0 and a signal that
- * never aborts. Procedure code then needs no branch.
+ * Steps whether or not the call has a key: `ctx.idempotency` itself when it has one, otherwise a `step` that runs
+ * `fn` directly (once: without a key there is no retry to resume), with a random step key, fence 0 and a signal
+ * that never aborts. Procedure code then needs no branch.
  *
  * @example
- * const charge = await runStep(ctx.idempotency, 'charge', ({ stepKey }) => payments.charge(input, { idempotencyKey: stepKey }));
+ * const charge = await stepsOf(ctx.idempotency).step('charge', ({ stepKey }) => payments.charge(input, { idempotencyKey: stepKey }));
  */
-export const runStep = <T>(
-  idempotency: Pick<IdempotencyExecution, 'step'> | null | undefined,
-  name: string,
-  fn: StepFn<T>,
-  options?: StepOptions,
-): Promise<T> =>
-  idempotency
-    ? idempotency.step(name, fn, options)
-    : Promise.resolve().then(() => fn({ stepKey: randomUUID(), fence: 0, signal: new AbortController().signal }));
+export const stepsOf = (idempotency: Pick<IdempotencyExecution, 'step'> | null | undefined): Pick<IdempotencyExecution, 'step'> =>
+  idempotency ?? UNKEYED;
+
+const UNKEYED: Pick<IdempotencyExecution, 'step'> = {
+  step: (_name, fn) => Promise.resolve().then(() => fn({ stepKey: randomUUID(), fence: 0, signal: new AbortController().signal })),
+};
 
 /** The step key: a hash of the record id and the step name, the same for every attempt and owner. */
 export const stepKeyOf = (keyHash: string, name: string): string => sha256Base64url(`step\n${keyHash}\n${name}`);

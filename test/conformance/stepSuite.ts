@@ -38,8 +38,8 @@ export const describeStepConformance = (
       await h.close();
     });
     const keepMs = 600_000;
-    const claim = (id: string, owner: string, fingerprint = 'f', ttl = lockTtlMs) =>
-      h.store.claim({ id, partition: 'p', token: owner, fingerprint, lockTtlMs: ttl });
+    const claim = (id: string, owner: string, fingerprint = 'f') =>
+      h.store.claim({ id, partition: 'p', token: owner, fingerprint, lockTtlMs });
 
     it('acquires a fresh key with no steps', async () => {
       expect(stepsOf(await claim(newId(), token()))).toEqual({});
@@ -48,13 +48,13 @@ export const describeStepConformance = (
     it('hands every recorded step, byte for byte, to the next claim after a release', async () => {
       const id = newId();
       const first = token();
-      stepsOf(await claim(id, first, 'f', 10_000));
+      stepsOf(await claim(id, first));
       const texts = { charge: '1o{"json":{"id":"ch_1","note":"héllo ✓ \\u0000 \n"}}', 'e-mail:sent ✓': '1o{"json":true}', 'a.b{c}': '' };
       for (const [stepName, text] of Object.entries(texts)) {
         expect(await h.store.recordStep({ id, token: first, name: stepName, text, keepMs })).toEqual({ status: 'ok' });
       }
       expect(await h.store.release({ id, token: first })).toEqual({ status: 'ok' });
-      const next = await claim(id, token(), 'f', 10_000);
+      const next = await claim(id, token());
       expect(next).toMatchObject({ status: 'acquired', takeover: false });
       expect(stepsOf(next)).toEqual(Object.fromEntries(Object.entries(texts).sort(([a], [b]) => (a < b ? -1 : 1))));
     });
@@ -84,7 +84,7 @@ export const describeStepConformance = (
       // The new owner's claim and its release do not shorten what the step asked for...
       await h.store.release({ id, token: second });
       await h.advance(releasedTtlMs + 100);
-      expect(stepsOf(await claim(id, token(), 'f', 10))).toEqual({ charge: 'c1' });
+      expect(stepsOf(await h.store.claim({ id, partition: 'p', token: token(), fingerprint: 'f', lockTtlMs: 10 }))).toEqual({ charge: 'c1' });
       // ...but once keepMs has passed (and the lease and grace), the record is gone.
       await h.advance(keep + 100);
       expect(stepsOf(await claim(id, token()))).toEqual({});
@@ -132,7 +132,7 @@ export const describeStepConformance = (
     it('records exactly one of many concurrent writes of one name', async () => {
       const id = newId();
       const owner = token();
-      stepsOf(await claim(id, owner, 'f', 10_000));
+      stepsOf(await claim(id, owner));
       const outcomes = await Promise.all(
         Array.from({ length: 20 }, (_, i) => h.store.recordStep({ id, token: owner, name: 'charge', text: `t${i}`, keepMs })),
       );

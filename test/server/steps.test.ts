@@ -1,7 +1,7 @@
 import { TRPCError } from '@trpc/server';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { createIdempotency, createMemoryStore, idempotencyErrorData, runStep } from '../../src/index';
+import { createIdempotency, createMemoryStore, idempotencyErrorData, stepsOf } from '../../src/index';
 import type { IdempotencyExecution, IdempotencyOptions, IdempotencyStore } from '../../src/index';
 import { createManualClock } from '../helpers/manualClock';
 import type { TestContext } from './helpers';
@@ -25,7 +25,7 @@ const setup = (options: IdempotencyOptions<TestContext> = {}, overrides: Partial
         runs++;
         return body(ctx.idempotency as IdempotencyExecution, input);
       }),
-    unkeyed: t.procedure.use(idempotent()).mutation(({ ctx }) => runStep(ctx.idempotency, 'direct', () => 'ran directly')),
+    unkeyed: t.procedure.use(idempotent()).mutation(({ ctx }) => stepsOf(ctx.idempotency).step('direct', () => 'ran directly')),
   });
   const caller = (key = 'order-key') => t.createCallerFactory(router)({ headers: { 'idempotency-key': key } });
   return {
@@ -383,7 +383,7 @@ describe('ctx.idempotency.step', () => {
     expect(keys[0]).toBe(keys[1]);
   });
 
-  it('runStep runs fn directly when the call has no key', async () => {
+  it('stepsOf(null).step runs fn directly when the call has no key', async () => {
     const s = setup();
     expect(await s.unkeyed()).toBe('ran directly');
     expect(s.spy.callsOf('recordStep')).toHaveLength(0);
