@@ -10,7 +10,11 @@ export type IdempotencyErrorCode =
   | 'RECORD_CORRUPT'
   | 'LEASE_LOST'
   | 'INVALID_OPTION'
-  | 'INPUT_TOO_LARGE';
+  | 'INPUT_TOO_LARGE'
+  /** A durable step name was used twice in one attempt (a bug in the procedure). */
+  | 'STEP_DUPLICATE'
+  /** An at-most-once step was started by an earlier attempt and never finished: it may or may not have run. */
+  | 'STEP_INDETERMINATE';
 
 export interface IdempotencyErrorOptions extends ErrorOptions {
   /** For IN_PROGRESS, STORE_UNAVAILABLE and QUOTA_EXCEEDED: when a retry may succeed. */

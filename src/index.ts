@@ -14,6 +14,8 @@ export type { GetKeyOptions, IdempotencyOptions, IdempotentOptions } from './ser
 export type { TransactionalContext, TransactionalExecution, TransactionalMiddleware } from './server/transactional';
 export { defaultShouldStoreError } from './server/options';
 export { idempotencyResponseMeta } from './server/reporting';
+export type { StepContext, StepFn, StepOptions } from './server/steps';
+export { stepsOf } from './server/steps';
 export type {
   ClaimOutcome,
   ClaimRequest,
@@ -23,15 +25,18 @@ export type {
   LeaseOutcome,
   LeaseRequest,
   OpenTransaction,
+  RecordedSteps,
   RecordRef,
   RenewRequest,
+  StepOutcome,
+  StepRequest,
   TransactionalCapability,
   TransactionalClaim,
   TransactionalStore,
   WaitOutcome,
   WaitRequest,
 } from './store';
-export { GLOBAL_PARTITION, isTransactionalStore } from './store';
+export { GLOBAL_PARTITION, isTransactionalStore, NO_STEPS } from './store';
 export type { MemoryStoreOptions } from './stores/memoryStore';
 export { createMemoryStore } from './stores/memoryStore';
 export type { IdempotencyErrorData, KeyStatus } from './wire';

@@ -7,9 +7,21 @@
  * A record moves through these states:
  *
  *   (absent) --claim--> in_progress --complete--> completed --(ttlMs passes)--> (absent)
- *                          |   ^  \--release--> released (behaves as absent, keeps the fence)
+ *                          |   ^  \--release--> released (behaves as absent, keeps the fence and the steps)
  *                          |   |
  *                          +---+ renew (same token) / claim after the lease expired (new token, takeover)
+ *
+ * Durable steps (`recordStep`): while a record is in progress its owner may record named steps (opaque texts,
+ * written once, never overwritten). They belong to the record, not to the claim:
+ * - a claim that acquires a released record, or takes over an expired lease, gets every recorded step back in
+ *   its `acquired` outcome (no extra round trip), so the procedure resumes after its last recorded step;
+ * - such a record is a mismatch for another fingerprint even when released: a different input never resumes
+ *   someone else's steps;
+ * - release keeps them; complete drops them (the final result is all a retry needs);
+ * - a record with steps is kept at least `keepMs` (the middleware passes `ttlMs`) after its latest step, in
+ *   every state but completed: renewals, releases and takeovers never shorten that, so a slow client's retry
+ *   still finds the steps (without steps a released record is kept only briefly, an in-progress one only for
+ *   its lease plus a grace period).
  *
  * Time is the store's own clock (the memory store's injected clock, Redis' `TIME`), never the caller's.
  *
@@ -48,9 +60,21 @@ export interface ClaimRequest extends RecordRef {
   lockTtlMs: number;
 }
 
+/**
+ * The steps recorded on a record, name -> the text `recordStep` wrote (opaque to the store, kept byte for byte).
+ * Empty for a record without steps; treat it as read-only.
+ */
+export type RecordedSteps = ReadonlyMap<string, string>;
+
+/** The steps of a record that has none: one shared empty map (never written to). */
+export const NO_STEPS: RecordedSteps = new Map<string, string>();
+
 export type ClaimOutcome =
-  /** The caller owns the key and must run the procedure. `fence` is larger than any fence this key had. */
-  | { status: 'acquired'; fence: number; takeover: boolean }
+  /**
+   * The caller owns the key and must run the procedure. `fence` is larger than any fence this key had. `steps`:
+   * what earlier owners recorded (see `recordStep`), `NO_STEPS` when nothing.
+   */
+  | { status: 'acquired'; fence: number; takeover: boolean; steps: RecordedSteps }
   /** Another owner holds a live lease. `retryAfterMs` is the time left on that lease. */
   | { status: 'in_progress'; retryAfterMs: number }
   /** The key already has a final result (opaque text written by `complete`). */
@@ -76,6 +100,22 @@ export interface CompleteRequest extends LeaseRequest {
 /** `lost`: the token no longer owns the record (lease expired and taken over, or completed/released). */
 export type LeaseOutcome = { status: 'ok' } | { status: 'lost' };
 
+export interface StepRequest extends LeaseRequest {
+  /** The step's name, 1 to 200 characters (the middleware checks it); unique per record. */
+  name: string;
+  /** Opaque text to hand back with later claims; stores keep it byte for byte. */
+  text: string;
+  /** The record (and its steps) is kept at least this long from now, in every state but completed. */
+  keepMs: number;
+}
+
+/**
+ * `ok`: recorded now. `exists`: this name was already recorded (by this or an earlier owner); nothing is written
+ * and `text` is what was recorded (a retried write whose first reply was lost reads its own text back). `lost`:
+ * the token does not own an in-progress record (taken over, completed, released, expired): nothing is written.
+ */
+export type StepOutcome = { status: 'ok' } | { status: 'exists'; text: string } | { status: 'lost' };
+
 export interface WaitRequest extends RecordRef {
   /** Give up after this long. */
   timeoutMs: number;
@@ -96,8 +136,14 @@ export interface IdempotencyStore {
   renew(request: RenewRequest): Promise<LeaseOutcome>;
   /** Store the final result; only the current owner can. */
   complete(request: CompleteRequest): Promise<LeaseOutcome>;
-  /** Give the key up without a result (a retry runs again); only the current owner can. */
+  /** Give the key up without a result (a retry runs again, after the recorded steps); only the current owner can. */
   release(request: LeaseRequest): Promise<LeaseOutcome>;
+  /**
+   * Record one durable step of the current owner, in one round trip. Only the token that owns the in-progress
+   * record may (after its lease ran out too, as long as nobody took the key over, like `complete`); a name is
+   * written once and never overwritten.
+   */
+  recordStep(request: StepRequest): Promise<StepOutcome>;
   /** Resolve once the record is no longer in progress, or at the timeout. Never throws on timeout. */
   wait(request: WaitRequest): Promise<WaitOutcome>;
 }

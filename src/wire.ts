@@ -124,7 +124,9 @@ export interface IdempotencyErrorData {
     | 'lease_lost'
     | 'invalid_option'
     /** The input is past the default fingerprint's budget (depth, values or string length) or holds a cycle. */
-    | 'input_too_large';
+    | 'input_too_large'
+    | 'step_duplicate'
+    | 'step_indeterminate';
   /** Retry after this many milliseconds (in-progress conflicts, store outages and quotas only). */
   retryAfterMs?: number;
 }

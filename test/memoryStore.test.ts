@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { IdempotencyError } from '../src/errors';
 import { createMemoryStore } from '../src/stores/memoryStore';
+import { DEFAULTS } from '../src/constants';
+import { describeStepConformance } from '../src/testing/stepConformance';
 import { describeStoreConformance } from '../src/testing/storeConformance';
 import { createManualClock } from './helpers/manualClock';
 
@@ -100,3 +102,12 @@ describe('createMemoryStore', () => {
     expect(clock.pending()).toBe(0);
   });
 });
+
+describeStepConformance(
+  'createMemoryStore',
+  async () => {
+    const clock = createManualClock();
+    return { store: createMemoryStore({ clock }), advance: (ms) => clock.advance(ms), close: async () => {} };
+  },
+  { lockTtlMs: 1_000, leaseGraceMs: DEFAULTS.leaseGraceMs, releasedTtlMs: DEFAULTS.releasedTtlMs },
+);

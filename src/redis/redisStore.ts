@@ -5,7 +5,7 @@ import { withDeadline } from './deadline';
 import { createRecordKeys } from './keys';
 import { resolveRedisStoreOptions } from './options';
 import type { PeekOutcome } from './replies';
-import { parseClaimReply, parseLeaseReply, parsePeekReply } from './replies';
+import { parseClaimReply, parseLeaseReply, parsePeekReply, parseStepReply } from './replies';
 import type { BatchScriptName } from './scripts';
 import { registerScripts } from './scripts';
 import type { BatchQueueOptions } from './batcher';
@@ -28,7 +28,8 @@ export interface RedisStore extends IdempotencyStore {
  * a cluster): see `createBatchQueue`.
  * Round trips: a fresh call costs at most 2 (claim, complete), a replay at most 1, a concurrent duplicate at
  * most 1; under concurrency, fewer (calls share script runs). Once per client (and per cluster master), and
- * after a minute without claims, a claim first reads Redis' clock: one more (see redisTime).
+ * after a minute without claims, a claim first reads Redis' clock: one more (see redisTime). A durable step
+ * costs 1 when recorded and none when replayed (recorded steps come back with the claim).
  *
  * @example
  * const store = createRedisStore({ redis: new Redis(process.env.REDIS_URL) });
@@ -59,8 +60,10 @@ export const createRedisStore = (options: RedisStoreOptions): RedisStore => {
   const renewals = queue('renew', [grace], parseLeaseReply);
   const completions = queue('complete', [], parseLeaseReply);
   const releases = queue('release', [String(releasedTtlMs)], parseLeaseReply);
+  const steps = queue('step', [], parseStepReply);
   const lockTtl = millisOf('lockTtlMs');
   const ttl = millisOf('ttlMs');
+  const keep = millisOf('keepMs');
 
   // peek (waiters only, shared per key) stays one record per script run
   const peek = async (id: string): Promise<PeekOutcome> => {
@@ -85,6 +88,7 @@ export const createRedisStore = (options: RedisStoreOptions): RedisStore => {
     renew: ({ id, token, lockTtlMs }) => guard(() => renewals(id, [token, lockTtl(lockTtlMs)])),
     complete: ({ id, token, result, ttlMs }) => guard(() => completions(id, [token, result, ttl(ttlMs)])),
     release: ({ id, token }) => releases(id, [token]),
+    recordStep: ({ id, token, name, text, keepMs }) => guard(() => steps(id, [token, name, text, keep(keepMs)])),
     wait: (request) => hub.wait(request),
     close: () => hub.close(),
   };

@@ -1,4 +1,5 @@
-import type { ClaimOutcome, LeaseOutcome } from '../store';
+import type { ClaimOutcome, LeaseOutcome, StepOutcome } from '../store';
+import { NO_STEPS } from '../store';
 import { IdempotencyError } from '../errors';
 
 /** Outcome of the peek script, used by waiters. */
@@ -10,13 +11,17 @@ export interface ReplyContext {
   key: string;
 }
 
-/** One record's reply from the claim script: a string whose first character is the outcome. */
+/**
+ * One record's reply from the claim script: a string whose first character is the outcome, or for a record with
+ * durable steps an array: the acquired string, then name, text pairs.
+ */
 export const parseClaimReply = (reply: unknown, context: ReplyContext): ClaimOutcome => {
+  if (Array.isArray(reply)) return parseAcquiredWithSteps(reply, context);
   if (typeof reply === 'string') {
     switch (reply.charCodeAt(0)) {
       case CODE.A: {
         const fence = Number(reply.slice(2));
-        if (reply.length > 2 && Number.isSafeInteger(fence)) return { status: 'acquired', fence, takeover: reply[1] === '1' };
+        if (reply.length > 2 && Number.isSafeInteger(fence)) return { status: 'acquired', fence, takeover: reply[1] === '1', steps: NO_STEPS };
         break;
       }
       case CODE.I: {
@@ -47,6 +52,17 @@ export const parseLeaseReply = (reply: unknown, context: ReplyContext): LeaseOut
   throw unexpectedReply(reply, context);
 };
 
+/** One record's reply from the step script: `O` ok, `E<text>` exists, `L` lost, `X<reason>` corrupt. */
+export const parseStepReply = (reply: unknown, context: ReplyContext): StepOutcome => {
+  if (reply === 'O') return OK;
+  if (reply === 'L') return LOST;
+  if (typeof reply === 'string') {
+    if (reply.charCodeAt(0) === CODE.E) return { status: 'exists', text: reply.slice(1) };
+    if (reply.charCodeAt(0) === CODE.X) throw corrupt(reply.slice(1), context);
+  }
+  throw unexpectedReply(reply, context);
+};
+
 /** The peek script's reply: `I<ms>` a live lease, `S` settled, `X<reason>` corrupt (the claim's letters). */
 export const parsePeekReply = (reply: unknown, context: ReplyContext): PeekOutcome => {
   if (reply === 'S') return SETTLED;
@@ -59,6 +75,19 @@ export const parsePeekReply = (reply: unknown, context: ReplyContext): PeekOutco
 };
 
 // ---- internal helpers ----
+
+const parseAcquiredWithSteps = (reply: unknown[], context: ReplyContext): ClaimOutcome => {
+  const head = reply[0];
+  const acquired = typeof head === 'string' && head.charCodeAt(0) === CODE.A && reply.length % 2 === 1 ? parseClaimReply(head, context) : undefined;
+  if (acquired?.status !== 'acquired') throw unexpectedReply(reply, context);
+  const steps = new Map<string, string>();
+  for (let i = 1; i < reply.length; i += 2) {
+    const [name, text] = [reply[i], reply[i + 1]];
+    if (typeof name !== 'string' || typeof text !== 'string') throw unexpectedReply(reply, context);
+    steps.set(name, text);
+  }
+  return { ...acquired, steps };
+};
 
 /** The lease left in an `I<ms>` reply, at least 1 ms; `undefined` when `<ms>` is not a whole number. */
 const leaseLeft = (reply: string): number | undefined => {
@@ -81,7 +110,7 @@ const corrupt = (reason: string | undefined, context: ReplyContext): Idempotency
       'version of it) and was left untouched; delete it or use another prefix',
   );
 
-const CODE = { A: 65, C: 67, I: 73, M: 77, T: 84, X: 88 } as const;
+const CODE = { A: 65, C: 67, E: 69, I: 73, M: 77, T: 84, X: 88 } as const;
 
 // Lease outcomes carry no data: share them (callers only read `status`).
 const OK: LeaseOutcome = Object.freeze({ status: 'ok' });

@@ -1,9 +1,9 @@
 import type { Cluster, Redis } from 'ioredis';
-import { claimLua, completeLua, peekLua, releaseLua, renewLua } from './luaScripts';
+import { claimLua, completeLua, peekLua, releaseLua, renewLua, stepLua } from './luaScripts';
 import { scriptsVersion } from './luaScripts';
 
 /** The store's Lua scripts; each `lua/<name>.lua` documents its KEYS, ARGV and output. */
-export type ScriptName = 'claim' | 'renew' | 'complete' | 'release' | 'peek';
+export type ScriptName = 'claim' | 'renew' | 'complete' | 'release' | 'step' | 'peek';
 
 /** Scripts that take a batch of records: one KEYS entry per record, per-record ARGV after the shared ones. */
 export type BatchScriptName = Exclude<ScriptName, 'peek'>;
@@ -19,6 +19,7 @@ const sources = {
   renew: renewLua,
   complete: completeLua,
   release: releaseLua,
+  step: stepLua,
   peek: peekLua,
 } as const satisfies Record<ScriptName, string>;
 

@@ -17,10 +17,10 @@ export type IdempotencyEvent =
   | (EventBase & { type: 'not_stored'; reason: 'too_large' | 'unserializable'; bytes?: number; limitBytes: number })
   | (EventBase & { type: 'released'; code: TRPCError['code']; durationMs: number })
   /** `claim`: the claim was answered after its lease could have ended, so the procedure was not run. */
-  | (EventBase & { type: 'lease_lost'; phase: 'claim' | 'renew' | 'complete' | 'release' })
+  | (EventBase & { type: 'lease_lost'; phase: 'claim' | 'renew' | 'complete' | 'release' | 'step' })
   | (EventBase & {
       type: 'store_error';
-      operation: 'claim' | 'renew' | 'complete' | 'release' | 'wait';
+      operation: 'claim' | 'renew' | 'complete' | 'release' | 'wait' | 'step';
       error: unknown;
       /** `true` when `onStoreError: 'fail-open'` let the call run unguarded. */
       failedOpen: boolean;
@@ -38,6 +38,12 @@ export type IdempotencyEvent =
       path: string;
       reason: 'no_headers' | 'no_key' | 'fail_open';
       keyHash?: string;
-    };
+    }
+  /** A durable step ran and was recorded (`bytes`: the recorded text, or the value's size when not stored). */
+  | (EventBase & { type: 'step_recorded'; name: string; outcome: 'ok' | 'error' | 'not_stored'; bytes: number; durationMs: number })
+  /** A durable step was answered from its record; its `fn` was not called. */
+  | (EventBase & { type: 'step_replayed'; name: string })
+  /** Steps an earlier attempt recorded that this attempt never reached (renamed or removed): ignored. */
+  | (EventBase & { type: 'steps_unused'; names: string[] });
 
 export type IdempotencyEventType = IdempotencyEvent['type'];

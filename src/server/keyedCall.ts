@@ -12,6 +12,8 @@ import type { IdempotencyExecution, IdempotentMiddleware } from './middleware';
 import type { ResolvedGlobalOptions } from './options';
 import type { ReportTarget } from './reporting';
 import { reportKey } from './reporting';
+import type { StepAttempt } from './steps';
+import { closeSteps, executionStep, openSteps, stepErrorVerdict, STEPS } from './steps';
 import { decodeStoredResult, encodeError, encodeValue, notStoredError } from './storedResult';
 import { toTRPCError } from './trpcErrors';
 
@@ -61,16 +63,18 @@ const executionPrototype = Object.create(null, {
     },
     enumerable: true,
   },
+  step: { value: executionStep },
 }) as object;
 
 /** Fields are set one by one, always in this order, so every execution shares one hidden class. */
-const createExecution = (call: KeyedCall, { fence, takeover }: Acquired, lease: Lease): IdempotencyExecution => {
-  const execution = Object.create(executionPrototype) as IdempotencyExecution & { [LEASE]: Lease };
+const createExecution = (call: KeyedCall, { fence, takeover }: Acquired, steps: StepAttempt): IdempotencyExecution => {
+  const execution = Object.create(executionPrototype) as IdempotencyExecution & { [LEASE]: Lease; [STEPS]: StepAttempt };
   execution.key = call.key;
   execution.keyHash = call.keyHash;
   execution.fence = fence;
   execution.takeover = takeover;
-  execution[LEASE] = lease;
+  execution[LEASE] = steps.lease;
+  execution[STEPS] = steps;
   return execution;
 };
 
@@ -124,14 +128,17 @@ export const execute = async (guard: Guard, call: KeyedCall, acquired: Acquired)
   }
   const lease = holdLease(claim, call.claimedAt);
   const runStartedAt = now();
+  const steps = openSteps(options, acquired, lease);
   let result: MiddlewareResult;
   try {
-    result = await opts.next({ ctx: { idempotency: createExecution(call, acquired, lease) } });
+    result = await opts.next({ ctx: { idempotency: createExecution(call, acquired, steps) } });
   } catch (error) {
     // tRPC turns procedure errors into results; only a broken inner middleware gets here. Nothing was stored.
+    closeSteps(steps);
     await releaseClaim(claim, lease);
     throw error;
   }
+  closeSteps(steps);
   const durationMs = now() - runStartedAt;
   if (!result) {
     // An inner middleware forgot `return next()`: nothing to store. Free the key and let tRPC say what went wrong.
@@ -189,6 +196,8 @@ const notKept = (settled: Exclude<Settled, 'ok'>, path: string): IdempotencyErro
 
 /** `shouldStoreError`, where a throwing policy means "don't store". */
 const storesError = (options: ResolvedGlobalOptions, error: TRPCError): boolean => {
+  const verdict = stepErrorVerdict(error);
+  if (verdict !== undefined) return verdict;
   try {
     return options.shouldStoreError(error);
   } catch {

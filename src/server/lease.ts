@@ -80,12 +80,26 @@ const armExpiry = (lease: Lease): void => {
   lease.expiry = clock.setTimeout(() => lose(lease, 'unreachable'), Math.max(0, lease.confirmedUntil - lease.claim.now()));
 };
 
-const lose = (lease: Lease, reason: 'lost' | 'unreachable', error?: unknown): void => {
-  if (lease.stopped) return;
+/**
+ * The store refused a write of this owner because another owner has the key (e.g. a step): the lease ends as a
+ * lost renewal would end it (its signal aborts). Returns the LEASE_LOST error to throw.
+ */
+export const leaseTakenOver = (lease: Lease): IdempotencyError => {
+  abort(lease, 'taken over');
+  return lease.lostWith as IdempotencyError;
+};
+
+const abort = (lease: Lease, reason: string, error?: unknown): void => {
+  if (lease.lostWith) return;
   lease.stopped = true;
   clearTimers(lease);
   lease.lostWith = new IdempotencyError('LEASE_LOST', `the lease on this idempotency key was lost (${reason}); stop writing`, { cause: error });
   lease.controller?.abort(lease.lostWith);
+};
+
+const lose = (lease: Lease, reason: 'lost' | 'unreachable', error?: unknown): void => {
+  if (lease.stopped) return;
+  abort(lease, reason, error);
   const { emit, path, id } = lease.claim;
   emit?.({ type: 'lease_lost', phase: 'renew', path, keyHash: id });
 };

@@ -12,6 +12,7 @@ import type { Guard, KeyedCall } from './keyedCall';
 import { execute, replay } from './keyedCall';
 import { renewInterval } from './lease';
 import type { ResolvedGlobalOptions } from './options';
+import type { StepFn, StepOptions } from './steps';
 import { reportKey } from './reporting';
 import { partitionOf } from './partition';
 import { keyMissing, noHeadersWarning, resolveKey } from './resolveKey';
@@ -34,6 +35,14 @@ export interface IdempotencyExecution {
   takeover: boolean;
   /** Aborts when the lease is lost (another owner may now run): stop writing. */
   readonly signal: AbortSignal;
+  /**
+   * A durable step: the first attempt runs `fn`, records its value under the key before resolving, and resolves
+   * with the value as the serializer gives it back; an attempt that resumes the key (after a crash, a lost lease,
+   * a released transient error) gets the recorded value without calling `fn`. Name every step explicitly (one
+   * name once per attempt); pass `stepKey` to the downstream service as its idempotency key. See docs/steps.md;
+   * `runStep` does the same for calls without a key.
+   */
+  step<T>(name: string, fn: StepFn<T>, options?: StepOptions): Promise<T>;
 }
 
 export interface IdempotencyContext {

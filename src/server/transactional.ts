@@ -9,6 +9,7 @@ import type { IdempotencyExecution, IdempotentMiddleware } from './middleware';
 import type { ResolvedGlobalOptions } from './options';
 import { reportKey } from './reporting';
 import { encodeError, encodeValue } from './storedResult';
+import { refusedStep } from './steps';
 import { toTRPCError } from './trpcErrors';
 
 /**
@@ -118,6 +119,11 @@ export const runTransactional = async (guard: Guard, call: KeyedCall, request: T
 
 // ---- internal helpers ----
 
+const TRANSACTIONAL_STEP = refusedStep(
+  'durable steps are not available in a transactional procedure: a step recorded inside the transaction would ' +
+    'roll back with the attempt it has to outlive (see docs/steps.md)',
+);
+
 /** Runs the procedure in the acquired transaction, then commits its outcome with it or rolls everything back. */
 const runInTransaction = async (guard: Guard, call: KeyedCall, acquired: Acquired<unknown>): Promise<MiddlewareResult> => {
   const { options, now, emit } = guard;
@@ -131,6 +137,8 @@ const runInTransaction = async (guard: Guard, call: KeyedCall, acquired: Acquire
     takeover: acquired.takeover,
     signal: transaction.signal,
     client: transaction.client,
+    // A step recorded in this transaction would roll back with the very attempt it has to outlive.
+    step: TRANSACTIONAL_STEP,
   };
   const runStartedAt = now();
   let result: MiddlewareResult;

@@ -17,6 +17,9 @@ const TRPC_CODES = {
   LEASE_LOST: 'CONFLICT',
   INVALID_OPTION: 'INTERNAL_SERVER_ERROR',
   INPUT_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  STEP_DUPLICATE: 'INTERNAL_SERVER_ERROR',
+  // Stored as the key's answer: the same request gets it again until an operator decides.
+  STEP_INDETERMINATE: 'CONFLICT',
 } as const satisfies Record<IdempotencyErrorCode, TRPCError['code']>;
 
 const REASONS = {
@@ -31,6 +34,8 @@ const REASONS = {
   LEASE_LOST: 'lease_lost',
   INVALID_OPTION: 'invalid_option',
   INPUT_TOO_LARGE: 'input_too_large',
+  STEP_DUPLICATE: 'step_duplicate',
+  STEP_INDETERMINATE: 'step_indeterminate',
 } as const satisfies Record<IdempotencyErrorCode, IdempotencyErrorData['reason']>;
 
 /**

@@ -8,11 +8,22 @@ import { createIndexedHeap } from './indexedHeap';
  */
 export const RECORD_OVERHEAD_BYTES = 512;
 
-/** Bytes a record is counted for: 2 per UTF-16 unit of its strings (the most V8 holds) plus the overhead. */
-export const recordBytes = ({ id, token, fingerprint }: Pick<Rec, 'id' | 'token' | 'fingerprint'>, result: string): number =>
-  RECORD_OVERHEAD_BYTES + 2 * (id.length + token.length + fingerprint.length + result.length);
+/** What one recorded step is counted for beyond its two strings: its Map entry. */
+export const STEP_OVERHEAD_BYTES = 64;
 
-/** One record of the memory store. It sits in exactly one of its partition's `running`, `released`, `completed`. */
+/** Bytes a record is counted for: 2 per UTF-16 unit of its strings (the most V8 holds) plus the overheads. */
+export const recordBytes = (
+  { id, token, fingerprint, stepBytes }: Pick<Rec, 'id' | 'token' | 'fingerprint' | 'stepBytes'>,
+  result: string,
+): number => RECORD_OVERHEAD_BYTES + stepBytes + 2 * (id.length + token.length + fingerprint.length + result.length);
+
+/** Bytes one recorded step adds to its record. */
+export const stepBytesOf = (name: string, text: string): number => STEP_OVERHEAD_BYTES + 2 * (name.length + text.length);
+
+/**
+ * One record of the memory store. It sits in exactly one of its partition's `running`, `released`, `completed`
+ * (a finished record with steps sits in `completed`: losing it would rerun its steps, see listOf).
+ */
 export interface Rec {
   readonly id: string;
   part: Partition;
@@ -26,6 +37,12 @@ export interface Rec {
   expiresAt: number;
   /** Completed: the stored text; `''` otherwise. */
   result: string;
+  /** Recorded steps (in progress or released); `undefined` when none, and always once completed. */
+  steps: Map<string, string> | undefined;
+  /** What the steps count for (see stepBytesOf); 0 without steps. */
+  stepBytes: number;
+  /** With steps: the record is kept at least until then (see StepRequest.keepMs); 0 without. */
+  keepUntil: number;
   /** What the record counts for (see recordBytes). */
   bytes: number;
   /** Position in the store's expiry heap. */
@@ -72,6 +89,9 @@ export const newPartition = (id: string): Partition => ({
   completed: { head: undefined, tail: undefined },
   heapIndex: -1,
 });
+
+/** The list a finished record sits in: released records without steps cost nothing to lose, the others do. */
+export const listOf = (r: Rec): RecordList => (r.state === 'released' && !r.steps ? r.part.released : r.part.completed);
 
 export const append = (list: RecordList, r: Rec): void => {
   r.prev = list.tail;

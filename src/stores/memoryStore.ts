@@ -10,12 +10,15 @@ import type {
   LeaseOutcome,
   LeaseRequest,
   RenewRequest,
+  StepOutcome,
+  StepRequest,
   WaitOutcome,
   WaitRequest,
 } from '../store';
 import { createIndexedHeap } from './indexedHeap';
 import type { Partition, Rec } from './memoryRecords';
-import { append, newPartition, recordBytes, unlink } from './memoryRecords';
+import { append, listOf, newPartition, recordBytes, stepBytesOf, unlink } from './memoryRecords';
+import { NO_STEPS } from '../store';
 
 /**
  * Bounds of the memory store. Records are kept per partition (the scope of the call, see
@@ -162,7 +165,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
     if (r.state === 'in_progress') {
       r.part.running.remove(r);
       leases.remove(r);
-    } else unlink(r.state === 'completed' ? r.part.completed : r.part.released, r);
+    } else unlink(listOf(r), r);
     account(r.part, -1, -r.bytes);
   };
 
@@ -174,6 +177,17 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
     expiry.push(r);
     p.running.push(r);
     leases.push(r);
+    account(p, 1, r.bytes);
+  };
+
+  /** Puts back a record `drop` took out (a refused claim): in progress, or released with its steps. */
+  const restore = (r: Rec): void => {
+    if (r.state === 'in_progress') return insert(r);
+    const p = partitionOf(r.part.id);
+    r.part = p;
+    records.set(r.id, r);
+    expiry.push(r);
+    append(listOf(r), r);
     account(p, 1, r.bytes);
   };
 
@@ -282,14 +296,20 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
   const finish = (r: Rec, { state, result, expiresAt }: { state: 'completed' | 'released'; result: string; expiresAt: number }): void => {
     r.part.running.remove(r);
     leases.remove(r);
+    if (state === 'completed') {
+      // The final result is all a retry needs: the steps go.
+      r.steps = undefined;
+      r.stepBytes = 0;
+      r.keepUntil = 0;
+    }
     const bytes = recordBytes(r, result);
     account(r.part, 0, bytes - r.bytes);
     r.bytes = bytes;
     r.state = state;
     r.result = result;
-    r.expiresAt = expiresAt;
+    r.expiresAt = Math.max(expiresAt, r.keepUntil);
     expiry.update(r);
-    append(state === 'completed' ? r.part.completed : r.part.released, r);
+    append(listOf(r), r);
     notify(r.id);
   };
 
@@ -300,10 +320,11 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       // is never full still lets go of them (and of their results) soon after they expire.
       sweep(now, 2);
       const r = live(id, now);
-      if (r?.state === 'completed' || r?.state === 'in_progress') {
+      // A released record without steps behaves as absent; with steps it is resumed, by the same input only.
+      if (r?.state === 'completed' || r?.state === 'in_progress' || r?.steps) {
         if (r.fingerprint !== '' && fingerprint !== '' && r.fingerprint !== fingerprint) return { status: 'mismatch' };
         if (r.state === 'completed') return { status: 'completed', result: r.result };
-        if (r.leaseUntil > now) return { status: 'in_progress', retryAfterMs: Math.max(1, r.leaseUntil - now) };
+        if (r.state === 'in_progress' && r.leaseUntil > now) return { status: 'in_progress', retryAfterMs: Math.max(1, r.leaseUntil - now) };
       }
       // A new owner for a free id (absent, released, or a lease that ran out). The record is made anew in the
       // claimant's partition: the old one goes first, so its room counts for the new one, and comes back if the
@@ -312,7 +333,11 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       const takeover = r?.state === 'in_progress';
       if (r) drop(r);
       const p = partitionOf(partition);
-      const bytes = recordBytes({ id, token, fingerprint }, '');
+      // Steps outlive their owners: the new record carries them, and their retention.
+      const steps = r?.steps;
+      const stepBytes = r?.stepBytes ?? 0;
+      const keepUntil = r?.keepUntil ?? 0;
+      const bytes = recordBytes({ id, token, fingerprint, stepBytes }, '');
       try {
         if (p.running.size >= partRunning) {
           const oldest = p.running.peek() as Rec;
@@ -328,7 +353,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
         makeRoom(p, { entries: 1, bytes }, now);
       } catch (error) {
         if (p.entries === 0) partitions.delete(p.id);
-        if (r && r.state === 'in_progress') insert(r);
+        if (r && (r.state === 'in_progress' || r.steps)) restore(r);
         throw error;
       }
       insert({
@@ -339,8 +364,11 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
         fingerprint,
         fence,
         leaseUntil: now + lockTtlMs,
-        expiresAt: now + lockTtlMs + DEFAULTS.leaseGraceMs,
+        expiresAt: Math.max(now + lockTtlMs + DEFAULTS.leaseGraceMs, keepUntil),
         result: '',
+        steps,
+        stepBytes,
+        keepUntil,
         bytes,
         expiryIndex: -1,
         runningIndex: -1,
@@ -348,7 +376,7 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
         prev: undefined,
         next: undefined,
       });
-      return { status: 'acquired', fence, takeover };
+      return { status: 'acquired', fence, takeover, steps: steps ?? NO_STEPS };
     },
 
     async renew({ id, token, lockTtlMs }: RenewRequest): Promise<LeaseOutcome> {
@@ -382,6 +410,25 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
       if (r?.state === 'released') return { status: 'ok' };
       if (r?.state !== 'in_progress') return { status: 'lost' };
       finish(r, { state: 'released', result: '', expiresAt: now + DEFAULTS.releasedTtlMs });
+      return { status: 'ok' };
+    },
+
+    async recordStep({ id, token, name, text, keepMs }: StepRequest): Promise<StepOutcome> {
+      const now = clock.now();
+      const r = owned(id, token, now);
+      if (r?.state !== 'in_progress') return { status: 'lost' };
+      const recorded = r.steps?.get(name);
+      if (recorded !== undefined) return { status: 'exists', text: recorded };
+      const added = stepBytesOf(name, text);
+      // May throw (QUOTA_EXCEEDED, STORE_UNAVAILABLE) when the step does not fit: nothing is recorded.
+      makeRoom(r.part, { entries: 0, bytes: added, self: r }, now);
+      (r.steps ??= new Map()).set(name, text);
+      r.stepBytes += added;
+      r.bytes += added;
+      account(r.part, 0, added);
+      r.keepUntil = Math.max(r.keepUntil, now + keepMs);
+      r.expiresAt = Math.max(r.expiresAt, r.keepUntil);
+      expiry.update(r);
       return { status: 'ok' };
     },
 

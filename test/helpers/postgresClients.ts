@@ -53,7 +53,7 @@ export const postgresStoreHarness = async (
 
 /** Drops a store's table and everything created with it (sequence and functions). */
 export const dropTable = async (pool: pg.Pool, table: string): Promise<void> => {
-  const functions = ['claim', 'renew', 'complete', 'release', 'peek', 'sweep', 'tx_claim', 'tx_complete', 'tx_peek'].map((name) => `${table}_${name}_v1`);
+  const functions = ['claim', 'renew', 'complete', 'release', 'step', 'peek', 'sweep', 'tx_claim', 'tx_complete', 'tx_peek'].map((name) => `${table}_${name}_v1`);
   await pool.query(
     [
       ...functions.map((fn) => `DROP FUNCTION IF EXISTS ${fn}`),

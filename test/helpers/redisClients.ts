@@ -38,8 +38,11 @@ export const randomPrefix = (): string => `test-${randomUUID().slice(0, 8)}:`;
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The conformance suite's harness over a Redis store on `client` (any ioredis 5 or 6 `Redis` or `Cluster`). */
-export const redisStoreHarness = async (client: Redis | Cluster): Promise<StoreHarness> => {
-  const store = createRedisStore({ redis: client, prefix: randomPrefix() });
+export const redisStoreHarness = async (
+  client: Redis | Cluster,
+  options: { leaseGraceMs?: number; releasedTtlMs?: number } = {},
+): Promise<StoreHarness> => {
+  const store = createRedisStore({ redis: client, prefix: randomPrefix(), ...options });
   return {
     store,
     // Real Redis has a real clock: `advance` is a real wait.

@@ -1,6 +1,7 @@
 import type { Cluster as Cluster6, Redis as Redis6 } from 'ioredis';
 import { Cluster, Redis } from 'ioredis5';
 import { describe, expect, inject, it } from 'vitest';
+import { describeStepConformance } from '../../src/testing/stepConformance';
 import { describeStoreConformance } from '../../src/testing/storeConformance';
 import { hasCluster, redisStoreHarness, redisTarget } from '../helpers/redisClients';
 
@@ -26,6 +27,12 @@ describe('ioredis 5', () => {
 
 describeStoreConformance('createRedisStore on ioredis 5 (single node, keyPrefix "v5:")', async () =>
   harness(new Redis(redisTarget().url, { keyPrefix: 'v5:' })), { lockTtlMs });
+
+describeStepConformance(
+  'createRedisStore on ioredis 5 (single node)',
+  async () => redisStoreHarness(new Redis(redisTarget().url) as unknown as Redis6, { leaseGraceMs: 300, releasedTtlMs: 300 }),
+  { lockTtlMs, leaseGraceMs: 300, releasedTtlMs: 300 },
+);
 
 describe.runIf(hasCluster())('ioredis 5 on a 3-master cluster', () => {
   describeStoreConformance('createRedisStore on ioredis 5 (Cluster)', async () => harness(new Cluster(clusterNodes())), { lockTtlMs });

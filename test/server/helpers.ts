@@ -80,6 +80,7 @@ export const spyStore = (inner: IdempotencyStore, overrides: Partial<Idempotency
     renew: wrap('renew'),
     complete: wrap('complete'),
     release: wrap('release'),
+    recordStep: wrap('recordStep'),
     wait: wrap('wait'),
   };
   return {

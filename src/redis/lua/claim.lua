@@ -15,10 +15,13 @@
 
   Output: an array of n + 1 strings, string i for KEYS[i], its first character the outcome (one flat
   array: cheaper to encode and decode than n nested ones):
-    "A" .. takeover .. fence  acquired; takeover "1" when an expired lease was taken over, else "0"
+    "A" .. takeover .. fence  acquired; takeover "1" when an expired lease was taken over, else "0". When
+                              the record has durable steps, element i is an array instead: that string, then
+                              name1, text1, name2, text2, ... (every recorded step)
     "I" .. retryAfterMs       in progress: time left on the live lease, >= 1
     "C" .. result             completed
     "M"                       mismatch: stored and requested fingerprints are both non-empty and differ
+                              (also on a released record with steps: another input never resumes them)
     "X" .. reason             corrupt: the key holds something this store did not write (left untouched)
     "T"                       too late: Redis time was past notAfterMs; nothing was read or written
   and string n + 1: Redis time of the run in microseconds (the store's estimate of Redis' clock).
@@ -52,7 +55,8 @@ local function claim(key, token, fingerprint, lockTtlMs)
       if rec.e > nowMs then return 'I' .. fmt(rec.e - nowMs) end
       takeover = '1'
     end
-    -- rec.s == 'r' (released) behaves as absent but keeps its fence.
+    -- rec.s == 'r' (released) behaves as absent but keeps its fence, and its steps for the same input.
+    if rec.k and differs then return 'M' end
   end
 
   -- The fence outgrows both the previous fence and Redis' clock, so it keeps growing after the record
@@ -63,7 +67,12 @@ local function claim(key, token, fingerprint, lockTtlMs)
 
   redis.call('HSET', key, 'v', SCHEMA, 's', 'p', 't', token, 'f', fingerprint,
     'n', fmt(fence), 'e', fmt(math.floor(nowUs / 1000) + lockTtlMs))
-  redis.call('PEXPIRE', key, fmt(lockTtlMs + graceMs))
+  expireAtLeast(key, rec, lockTtlMs + graceMs)
+  if rec and rec.k then
+    local reply = loadSteps(key)
+    table.insert(reply, 1, 'A' .. takeover .. fmt(fence))
+    return reply
+  end
   return 'A' .. takeover .. fmt(fence)
 end
 

@@ -13,7 +13,7 @@
     "L"            lost: absent, released, or owned by another token; nothing is written
     "X" .. reason  corrupt
 
-  A completed record is never overwritten: only its TTL removes it. Each record completed now is
+  A completed record is never overwritten: only its TTL removes it. Its durable steps are deleted. Each record completed now is
   announced on its own channel (PUBLISH key "c").
   Commands per record: HMGET, HSET, PEXPIRE, PUBLISH (the lease end stays; nothing reads it once s is not "p").
 ]]
@@ -26,6 +26,12 @@ local function complete(key, token, result, ttlMs)
   if rec.s == 'c' then return 'O' end
   if rec.s ~= 'p' then return 'L' end
 
+  if rec.k then
+    -- The final result is all a retry needs: the steps go, and their keep-until with them.
+    local steps = loadSteps(key)
+    for i = 1, #steps, 2 do redis.call('HDEL', key, '.' .. steps[i]) end
+    redis.call('HDEL', key, 'k')
+  end
   redis.call('HSET', key, 's', 'c', 'r', result)
   redis.call('PEXPIRE', key, ttlMs)
   redis.call('PUBLISH', key, 'c')

@@ -11,7 +11,8 @@
     "L"            lost: absent, completed, or owned by another token; nothing is written
     "X" .. reason  corrupt
 
-  A released record keeps its fence (and its stale lease end, which nothing reads once s is not "p"). Each
+  A released record keeps its fence (and its stale lease end, which nothing reads once s is not "p"), and
+  its steps, kept until their field k says if that is later than releasedTtlMs. Each
   record released now is announced on its own channel (PUBLISH key "r").
   Commands per record: HMGET, HSET, PEXPIRE, PUBLISH.
 ]]
@@ -27,7 +28,7 @@ local function release(key, token)
   if rec.s ~= 'p' then return 'L' end
 
   redis.call('HSET', key, 's', 'r')
-  redis.call('PEXPIRE', key, releasedTtlMs)
+  expireAtLeast(key, rec, releasedTtlMs)
   redis.call('PUBLISH', key, 'r')
   return 'O'
 end

@@ -26,7 +26,7 @@ local function renew(key, token, lockTtlMs)
   local nowMs = math.floor(nowMicros() / 1000)
   if rec.e <= nowMs then return 'L' end
   redis.call('HSET', key, 'e', fmt(nowMs + lockTtlMs))
-  redis.call('PEXPIRE', key, fmt(lockTtlMs + graceMs))
+  expireAtLeast(key, rec, lockTtlMs + graceMs)
   return 'O'
 end
 

@@ -4,7 +4,7 @@ import type { PostgresStoreOptions } from './options';
 import { IdempotencyError } from '../../errors';
 import { boundedQuery } from './boundedQuery';
 import { resolvePostgresStoreOptions } from './options';
-import { parseClaimReply, parseLeaseReply, parsePeekReply } from './replies';
+import { parseClaimReply, parseLeaseReply, parsePeekReply, parseStepReply } from './replies';
 import { functionNames } from './schema';
 import { createPostgresTransactional } from './transaction';
 import { createWaitHub } from './waitHub';
@@ -29,7 +29,8 @@ export interface PostgresStore extends TransactionalStore<PoolClient> {
 /**
  * The PostgreSQL store: one row per record in one table, each decision one call of a PL/pgSQL function created
  * with the table (sql/*.sql), so every call is one statement and one round trip, atomic, on the database clock.
- * Round trips: a fresh call costs 2 (claim, complete), a replay 1, a concurrent duplicate 1. Statements are
+ * Round trips: a fresh call costs 2 (claim, complete), a replay 1, a concurrent duplicate 1; a durable step 1
+ * when recorded, none when replayed (the steps come back with the claim). Statements are
  * prepared once per connection (named), so later calls skip parsing.
  *
  * @example
@@ -49,6 +50,7 @@ export const createPostgresStore = (options: PostgresStoreOptions): PostgresStor
   const renewStatement = statement('renew', `SELECT ${fn.renew}($1, $2, $3, $4) AS r`);
   const completeStatement = statement('complete', `SELECT ${fn.complete}($1, $2, $3, $4) AS r`);
   const releaseStatement = statement('release', `SELECT ${fn.release}($1, $2, $3) AS r`);
+  const stepStatement = statement('step', `SELECT ${fn.step}($1, $2, $3, $4, $5) AS r`);
   const peekStatement = statement('peek', `SELECT ${fn.peek}($1) AS r`);
   const sweepStatement = statement('sweep', `SELECT ${fn.sweep}($1)::text AS r`);
   const call = (op: string, query: { name: string; text: string }, values: unknown[]): Promise<string> =>
@@ -56,6 +58,7 @@ export const createPostgresStore = (options: PostgresStoreOptions): PostgresStor
   const where = (id: string): string => `row ${JSON.stringify(id)} of table ${table.table}`;
   const lockTtl = millisOf('lockTtlMs');
   const ttl = millisOf('ttlMs');
+  const keep = millisOf('keepMs');
 
   const hub = createWaitHub({
     pool,
@@ -103,6 +106,8 @@ export const createPostgresStore = (options: PostgresStoreOptions): PostgresStor
       parseLeaseReply(await call('complete', completeStatement, [id, token, result, ttl(ttlMs)]), where(id)),
     release: async ({ id, token }) =>
       parseLeaseReply(await call('release', releaseStatement, [id, token, releasedTtlMs]), where(id)),
+    recordStep: async ({ id, token, name, text, keepMs }) =>
+      parseStepReply(await call('step', stepStatement, [id, token, name, text, keep(keepMs)]), where(id)),
     wait: (request) => hub.wait(request),
     transactional: { begin: transactional.begin, wait: transactional.wait },
     sweep,

@@ -1,4 +1,5 @@
-import type { ClaimOutcome, LeaseOutcome } from '../../store';
+import type { ClaimOutcome, LeaseOutcome, StepOutcome } from '../../store';
+import { NO_STEPS } from '../../store';
 import { IdempotencyError } from '../../errors';
 
 /** How a waiter sees a record. */
@@ -8,8 +9,12 @@ export type PeekOutcome = { status: 'settled' } | { status: 'in_progress'; lease
 export const parseClaimReply = (reply: string, where: string): ClaimOutcome => {
   switch (reply.charCodeAt(0)) {
     case CODE.A: {
-      const fence = Number(reply.slice(2));
-      if (reply.length > 2 && Number.isSafeInteger(fence)) return { status: 'acquired', fence, takeover: reply[1] === '1' };
+      // 'A' takeover fence, then for a row with durable steps a newline and the steps as a JSON object.
+      const newline = reply.indexOf('\n');
+      const fence = Number(reply.slice(2, newline < 0 ? undefined : newline));
+      if (!(reply.length > 2 && Number.isSafeInteger(fence))) break;
+      const steps = newline < 0 ? NO_STEPS : parseSteps(reply.slice(newline + 1));
+      if (steps) return { status: 'acquired', fence, takeover: reply[1] === '1', steps };
       break;
     }
     case CODE.I: {
@@ -36,6 +41,15 @@ export const parseLeaseReply = (reply: string, where: string): LeaseOutcome => {
   throw unexpectedReply(reply, 'lease', where);
 };
 
+/** The step function's reply: `O` ok, `E<text>` exists, `L` lost, `X<reason>` corrupt. */
+export const parseStepReply = (reply: string, where: string): StepOutcome => {
+  if (reply === 'O') return OK;
+  if (reply === 'L') return LOST;
+  if (reply.charCodeAt(0) === CODE.E) return { status: 'exists', text: reply.slice(1) };
+  if (reply.charCodeAt(0) === CODE.X) throw corrupt(reply.slice(1), where);
+  throw unexpectedReply(reply, 'step', where);
+};
+
 /** The peek function's reply: `I<ms>` a live lease, `S` settled, `X<reason>` corrupt. */
 export const parsePeekReply = (reply: string, where: string): PeekOutcome => {
   if (reply === 'S') return SETTLED;
@@ -46,6 +60,23 @@ export const parsePeekReply = (reply: string, where: string): PeekOutcome => {
 };
 
 // ---- internal helpers ----
+
+/** The steps object of a claim reply as a map; `undefined` when it is not an object of strings. */
+const parseSteps = (json: string): Map<string, string> | undefined => {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
+  const steps = new Map<string, string>();
+  for (const [name, text] of Object.entries(parsed)) {
+    if (typeof text !== 'string') return undefined;
+    steps.set(name, text);
+  }
+  return steps;
+};
 
 const leaseLeft = (reply: string): number | undefined => {
   const left = Number(reply.slice(1));
@@ -62,7 +93,7 @@ const corrupt = (reason: string, where: string): IdempotencyError =>
 const unexpectedReply = (reply: string, fn: string, where: string): Error =>
   new Error(`trpc-idempotency: unexpected reply from the ${fn} function for ${where}: ${JSON.stringify(reply.slice(0, 200))}`);
 
-const CODE = { A: 65, C: 67, I: 73, M: 77, X: 88 } as const;
+const CODE = { A: 65, C: 67, E: 69, I: 73, M: 77, X: 88 } as const;
 
 // Outcomes without data are shared (callers only read `status`).
 const OK: LeaseOutcome = Object.freeze({ status: 'ok' });

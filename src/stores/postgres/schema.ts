@@ -7,6 +7,7 @@ import {
   peekSql,
   releaseSql,
   renewSql,
+  stepSql,
   sweepSql,
   tableSql,
   txClaimSql,
@@ -40,7 +41,7 @@ export const createPostgresTable = async (pool: Pick<Pool, 'query'>, table: stri
 
 /** Fills the SQL files' placeholders for one table. */
 export const renderSchema = (names: TableNames): string =>
-  [tableSql, claimSql, renewSql, completeSql, releaseSql, peekSql, sweepSql, txClaimSql, txCompleteSql, txPeekSql]
+  [tableSql, stepSql, claimSql, renewSql, completeSql, releaseSql, peekSql, sweepSql, txClaimSql, txCompleteSql, txPeekSql]
     .map((sql) => sql.replace(/\{\{(\w+)\}\}/g, (_match, key: string) => placeholder(names, key)))
     .join('\n');
 
@@ -51,6 +52,7 @@ export const functionNames = (names: TableNames) =>
     renew: names.object(`renew_v${SCHEMA_VERSION}`),
     complete: names.object(`complete_v${SCHEMA_VERSION}`),
     release: names.object(`release_v${SCHEMA_VERSION}`),
+    step: names.object(`step_v${SCHEMA_VERSION}`),
     peek: names.object(`peek_v${SCHEMA_VERSION}`),
     sweep: names.object(`sweep_v${SCHEMA_VERSION}`),
     // the transactional mode (see transaction.ts)

@@ -9,6 +9,9 @@
     n  fencing token: grows across claims, takeovers and releases
     e  lease end, Redis time in ms (read only while s = "p"; left stale after complete or release)
     r  stored result (only when s = "c")
+    k  only while the record has durable steps: keep the record until then (Redis time, ms), in every
+       state but completed (see step.lua); complete drops it with the steps
+    .<name>  one recorded step per field: "." then the step name, the value its text (see step.lua)
 
   Numbers are written with string.format('%.0f') because Lua 5.1 turns large numbers into
   "1.7e+15" with tostring(), and Redis does the same with number arguments to redis.call.
@@ -43,7 +46,7 @@ end
 -- the result included, so a replay reads nothing else); an absent key two (HMGET, EXISTS); any other
 -- type answers WRONGTYPE, and TYPE then names it.
 local function loadRecord(key)
-  local h = redis.pcall('HMGET', key, 'v', 's', 't', 'f', 'n', 'e', 'r')
+  local h = redis.pcall('HMGET', key, 'v', 's', 't', 'f', 'n', 'e', 'r', 'k')
   if h.err then
     local kind = redis.call('TYPE', key)['ok']
     if kind == 'hash' then error(h.err) end
@@ -54,7 +57,7 @@ local function loadRecord(key)
     if redis.call('EXISTS', key) == 0 then return false end
     return nil, 'is a hash without a schema version field'
   end
-  local rec = { s = h[2], t = h[3], f = h[4], n = digits(h[5]), e = digits(h[6]), r = h[7] }
+  local rec = { s = h[2], t = h[3], f = h[4], n = digits(h[5]), e = digits(h[6]), r = h[7], k = digits(h[8]) }
   if type(rec.t) ~= 'string' or type(rec.f) ~= 'string' or rec.n == nil then
     return nil, 'misses token or fingerprint, or its fence is not a whole number'
   end
@@ -64,4 +67,28 @@ local function loadRecord(key)
     return nil, 'has unknown state ' .. tostring(rec.s)
   end
   return rec
+end
+
+-- Sets the record's expiry to ms from now, or later while its steps must be kept (field k).
+local function expireAtLeast(key, rec, ms)
+  ms = tonumber(ms)
+  if rec and rec.k then
+    local left = rec.k - math.floor(nowMicros() / 1000)
+    if left > ms then ms = left end
+  end
+  redis.call('PEXPIRE', key, fmt(ms))
+end
+
+-- The record's steps as a flat list: name1, text1, name2, text2, ... Read only when field k says there
+-- are some (one HGETALL, inside the script: no round trip).
+local function loadSteps(key)
+  local out = {}
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    if string.byte(all[i], 1) == 46 then
+      out[#out + 1] = string.sub(all[i], 2)
+      out[#out + 1] = all[i + 1]
+    end
+  end
+  return out
 end

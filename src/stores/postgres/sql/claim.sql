@@ -9,10 +9,12 @@
 --   p_grace_ms     how long an in-progress row outlives its lease before it counts as absent, ms (>= 0)
 --
 -- Returns one text, its first character the outcome (the Redis store's letters):
---   'A' || takeover || fence  acquired; takeover '1' when an expired lease was taken over, else '0'
+--   'A' || takeover || fence  acquired; takeover '1' when an expired lease was taken over, else '0'; when the
+--                             row has durable steps, then a newline and the steps as a JSON object (see step.sql)
 --   'I' || retryAfterMs       in progress: time left on the live lease, >= 1
 --   'C' || result             completed
 --   'M'                       mismatch: stored and requested fingerprints are both non-empty and differ
+--                             (also on a released row with steps: another input never resumes them)
 --   'X' || reason             corrupt: the row was not written by this store (left untouched)
 --
 -- Timeline of one key (database clock):
@@ -68,7 +70,7 @@ BEGIN
 
   now_ts := clock_timestamp();
   IF rec.expires_at > now_ts THEN
-    IF rec.state IN ('c', 'p')
+    IF (rec.state IN ('c', 'p') OR rec.steps IS NOT NULL)
        AND p_fingerprint <> '' AND rec.fingerprint <> '' AND p_fingerprint <> rec.fingerprint THEN
       RETURN 'M';
     END IF;
@@ -81,16 +83,21 @@ BEGIN
       END IF;
       takeover := true;
     END IF;
-    -- 'r' (released) behaves as absent.
+    -- 'r' (released) behaves as absent, but hands its steps on.
+  ELSE
+    -- An expired row of any state behaves as absent: replaced, with a new fence from the sequence, no steps.
+    rec.steps := NULL;
+    rec.keep_until := NULL;
   END IF;
-  -- An expired row of any state behaves as absent: replaced, with a new fence from the sequence.
 
   UPDATE {{table}} AS t
   SET partition = p_partition, state = 'p', token = p_token, fingerprint = p_fingerprint,
-      fence = nextval('{{fenceSeq}}'), lease_until = now_ts + lease, expires_at = now_ts + lease + grace,
-      result = NULL
+      fence = nextval('{{fenceSeq}}'), lease_until = now_ts + lease,
+      expires_at = greatest(now_ts + lease + grace, rec.keep_until), result = NULL, steps = rec.steps,
+      keep_until = rec.keep_until
   WHERE t.id = p_id
   RETURNING t.fence INTO new_fence;
-  RETURN 'A' || CASE WHEN takeover THEN '1' ELSE '0' END || new_fence;
+  RETURN 'A' || CASE WHEN takeover THEN '1' ELSE '0' END || new_fence
+    || CASE WHEN rec.steps IS NULL THEN '' ELSE E'\n' || rec.steps::text END;
 END
 $fn$;

@@ -11,6 +11,7 @@
 --   'L'            lost: absent, expired, released, or owned by another token; nothing is written
 --   'X' || reason  corrupt (left untouched)
 --
+-- Completing drops the row's durable steps (the final result is all a retry needs).
 -- The owner may complete after its lease ran out as long as nobody took the key over and the row has not
 -- expired (lease + grace). A completion is announced with NOTIFY {{channel}}, payload the id: delivered when
 -- this call's transaction commits.
@@ -23,7 +24,7 @@ DECLARE
 BEGIN
   -- The usual case in one statement: our live in-progress row.
   UPDATE {{table}} AS t
-  SET state = 'c', result = p_result, lease_until = NULL,
+  SET state = 'c', result = p_result, lease_until = NULL, steps = NULL, keep_until = NULL,
       expires_at = clock_timestamp() + p_ttl_ms * interval '1 millisecond'
   WHERE t.id = p_id AND t.v = 1 AND t.state = 'p' AND t.token = p_token AND t.lease_until IS NOT NULL
     AND t.expires_at > clock_timestamp();

@@ -11,6 +11,7 @@
 --   'L'            lost: absent, expired, completed, or owned by another token; nothing is written
 --   'X' || reason  corrupt (left untouched)
 --
+-- A row with durable steps keeps them, and is kept until keep_until if that is later (see step.sql).
 -- A release is announced with NOTIFY {{channel}}, payload the id. Fences come from the sequence, so a
 -- released row need not keep its fence for the next claim (it does anyway, until it expires).
 -- Placeholders: {{release}} {{table}} {{check}} {{channel}} (see table.sql; {{channel}} is a string literal).
@@ -21,7 +22,7 @@ DECLARE
   reason text;
 BEGIN
   UPDATE {{table}} AS t
-  SET state = 'r', expires_at = clock_timestamp() + p_released_ttl_ms * interval '1 millisecond'
+  SET state = 'r', expires_at = greatest(clock_timestamp() + p_released_ttl_ms * interval '1 millisecond', t.keep_until)
   WHERE t.id = p_id AND t.v = 1 AND t.state = 'p' AND t.token = p_token AND t.lease_until IS NOT NULL
     AND t.expires_at > clock_timestamp();
   IF FOUND THEN

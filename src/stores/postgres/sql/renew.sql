@@ -20,7 +20,7 @@ DECLARE
 BEGIN
   UPDATE {{table}} AS t
   SET lease_until = clock_timestamp() + p_lock_ttl_ms * interval '1 millisecond',
-      expires_at = clock_timestamp() + (p_lock_ttl_ms + p_grace_ms) * interval '1 millisecond'
+      expires_at = greatest(clock_timestamp() + (p_lock_ttl_ms + p_grace_ms) * interval '1 millisecond', t.keep_until)
   WHERE t.id = p_id AND t.v = 1 AND t.state = 'p' AND t.token = p_token AND t.lease_until > clock_timestamp();
   IF FOUND THEN
     RETURN 'O';
