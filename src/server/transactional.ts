@@ -205,7 +205,8 @@ const failed = (guard: Guard, call: KeyedCall, { reason, cause }: { reason: Fail
     throw new TRPCError({ code: 'INTERNAL_SERVER_ERROR', message: FAILURES[reason](path), cause });
   }
   reportKey(call, 'store_unavailable');
-  throw toTRPCError(new IdempotencyError('STORE_UNAVAILABLE', FAILURES[reason](path), { cause, retryAfterMs: reason === 'serialization' ? 100 : 1000 }));
+  // Written here, with no database text in it, and it must say what happened to the run: sent as written.
+  throw toTRPCError(new IdempotencyError('STORE_UNAVAILABLE', FAILURES[reason](path), { cause, retryAfterMs: reason === 'serialization' ? 100 : 1000 }), true);
 };
 
 const FAILURES: Record<Failure, (path: string) => string> = {
