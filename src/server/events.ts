@@ -47,3 +47,9 @@ export type IdempotencyEvent =
   | (EventBase & { type: 'steps_unused'; names: string[] });
 
 export type IdempotencyEventType = IdempotencyEvent['type'];
+
+/** What `onEvent` gets with each event: the call's tRPC context, to correlate events with logs and traces. */
+export interface IdempotencyEventInfo<TContext = unknown> {
+  /** The tRPC `ctx` of the call the event is about (e.g. to read a request id or the active span). */
+  ctx: TContext;
+}

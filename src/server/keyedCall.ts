@@ -32,8 +32,8 @@ export interface Guard {
   store: IdempotencyStore;
   /** Interval time (see intervalTime): durations, the wait deadline and the lease. */
   now: () => number;
-  /** `undefined` when nobody listens: events are then not even built. */
-  emit: ((event: IdempotencyEvent) => void) | undefined;
+  /** `undefined` when nobody listens: events are then not even built. Calls use their own (`KeyedCall.emit`). */
+  emit: ((event: IdempotencyEvent, ctx: unknown) => void) | undefined;
   /** The shared renewal queue for this clock and lockTtlMs, looked up once (see delayQueue). */
   renewals: DelayQueue;
 }
@@ -43,6 +43,8 @@ export interface KeyedCall extends ReportTarget {
   opts: MiddlewareOpts;
   keyHash: string;
   token: string;
+  /** `guard.emit` with this call's ctx; `undefined` when nobody listens. */
+  emit: ((event: IdempotencyEvent) => void) | undefined;
   startedAt: number;
   /** When the latest claim was sent (interval time): the lease it won ends no later than this + lockTtlMs. */
   claimedAt: number;
@@ -91,7 +93,7 @@ export const replay = (guard: Guard, call: KeyedCall, text: string): Promise<Mid
     reportKey(call, 'store_unavailable');
     throw toTRPCError(error as IdempotencyError);
   }
-  guard.emit?.({ type: 'replayed', outcome: stored.kind, durationMs: guard.now() - call.startedAt, path: opts.path, keyHash: call.keyHash });
+  call.emit?.({ type: 'replayed', outcome: stored.kind, durationMs: guard.now() - call.startedAt, path: opts.path, keyHash: call.keyHash });
   if (stored.kind === 'ok') {
     reportKey(call, 'replayed');
     return Promise.resolve({ ok: true as const, data: stored.data, marker: MIDDLEWARE_MARKER });
@@ -106,7 +108,8 @@ export const replay = (guard: Guard, call: KeyedCall, text: string): Promise<Mid
 
 /** An acquired key: runs the procedure under a lease, then stores its result (or gives the key up). */
 export const execute = async (guard: Guard, call: KeyedCall, acquired: Acquired): Promise<MiddlewareResult> => {
-  const { options, store, now, emit, renewals } = guard;
+  const { options, store, now, renewals } = guard;
+  const { emit } = call;
   const { opts, keyHash } = call;
   const { path } = opts;
   const { clock, ttlMs, lockTtlMs } = options;

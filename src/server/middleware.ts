@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import type { TRPCMiddlewareFunction } from '@trpc/server';
 import { intervalTime } from '../clock';
 import { delayQueue } from '../delayQueue';
-import { DEFAULTS } from '../constants';
 import { IdempotencyError, isIdempotencyError } from '../errors';
 import type { ClaimOutcome, IdempotencyStore } from '../store';
+import type { IdempotencyEvent } from './events';
 import { fingerprintInput } from './fingerprint';
 import { findRequestHeaders } from './headers';
 import { keyFromHeaders, keyHeaderNames } from './key';
@@ -77,9 +77,9 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
     // Durations, deadlines and the lease are intervals: measured on a time that never jumps (see intervalTime).
     now: intervalTime(options.clock),
     emit: onEvent
-      ? (event) => {
+      ? (event, ctx) => {
           try {
-            onEvent(event);
+            onEvent(event, { ctx });
           } catch {
             // An observer must never change what the caller gets.
           }
@@ -87,7 +87,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
       : undefined,
     renewals: delayQueue(options.clock, renewInterval(options.lockTtlMs)),
   };
-  const { now, emit } = guard;
+  const { now } = guard;
   const names = keyHeaderNames(options.headerName);
   // Without getKey and inputKey the key comes from the headers only: read it without an await.
   const headersOnly = options.getKey === undefined && options.inputKey === false;
@@ -100,6 +100,8 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
     const request = findRequestHeaders(opts.ctx);
     const carrier = request?.carrier;
     const { path, batchIndex } = opts;
+    // Events carry the call's ctx: one small closure per call, only when someone listens.
+    const emit = guard.emit && ((event: IdempotencyEvent): void => guard.emit?.(event, opts.ctx));
 
     let key: string | undefined;
     try {
@@ -140,7 +142,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
       if (isIdempotencyError(error)) throw toTRPCError(error);
       throw error;
     }
-    const call: KeyedCall = { opts, carrier, key, batchIndex, keyHash, token: newToken(), startedAt, claimedAt: startedAt };
+    const call: KeyedCall = { opts, carrier, key, batchIndex, keyHash, token: newToken(), startedAt, claimedAt: startedAt, emit };
     const deadline = startedAt + options.waitTimeoutMs;
     const partition = partitionOf(scoped);
     // A capability of the store, checked once by the options (see TransactionalStore).
@@ -187,7 +189,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
             }
             continue;
           }
-          const retryAfterMs = Math.min(outcome.retryAfterMs, DEFAULTS.maxRetryAfterMs);
+          const retryAfterMs = Math.min(outcome.retryAfterMs, options.maxRetryAfterMs);
           emit?.({ type: 'conflict', retryAfterMs, waitedMs: at - startedAt, path, keyHash });
           reportKey(call, 'in_progress', retryAfterMs);
           throw toTRPCError(

@@ -7,7 +7,7 @@ import type { Serializer } from '../serialization';
 import { superjsonSerializer } from '../serialization';
 import type { IdempotencyStore } from '../store';
 import { isTransactionalStore } from '../store';
-import type { IdempotencyEvent } from './events';
+import type { IdempotencyEvent, IdempotencyEventInfo } from './events';
 import { MAX_INPUT_DEPTH_LIMIT } from './inputBudget';
 
 export interface GetKeyOptions<TContext> {
@@ -122,6 +122,13 @@ export interface IdempotentOptions<TContext = any> {
    */
   onStoreError?: 'fail-closed' | 'fail-open';
   /**
+   * Longest retry hint (`retryAfterMs`, `Retry-After`) given to a duplicate that finds its key in progress. The
+   * lease says when a crashed owner's key frees up, but a live owner usually finishes much sooner, so clients
+   * are told to come back soon rather than after the whole lease.
+   * @default 1000
+   */
+  maxRetryAfterMs?: number;
+  /**
    * Runs the procedure inside the store's database transaction: its queries on `ctx.idempotency.client`, the
    * claim and the stored result commit in one COMMIT, or nothing does (a crash before COMMIT leaves no row and no
    * claim: a retry runs at once). Needs a store with the transactional capability (`createPostgresStore`); any
@@ -149,10 +156,11 @@ export interface IdempotencyOptions<TContext = any> extends Omit<IdempotentOptio
    */
   serializer?: Serializer;
   /**
-   * Called for every decision, with durations; errors it throws are ignored.
+   * Called for every decision, with durations, and the call's tRPC `ctx` (to correlate with logs and traces);
+   * errors it throws are ignored.
    * @default undefined
    */
-  onEvent?: ((event: IdempotencyEvent) => void) | undefined;
+  onEvent?: ((event: IdempotencyEvent, info: IdempotencyEventInfo<TContext>) => void) | undefined;
   /**
    * Time source for leases, retries and waits. With `systemClock` itself, intervals are measured on
    * `performance.now()`, so a wall-clock step does not stretch a lease; any other clock (a test's manual clock, a
@@ -192,7 +200,7 @@ export type ResolvedGlobalOptions = ResolvedProcedureOptions & {
   store: IdempotencyStore | undefined;
   headerName: string;
   serializer: Serializer;
-  onEvent: ((event: IdempotencyEvent) => void) | undefined;
+  onEvent: ((event: IdempotencyEvent, info: IdempotencyEventInfo<any>) => void) | undefined;
   clock: Clock;
 };
 
@@ -221,6 +229,7 @@ const checks: { [K in keyof IdempotencyOptions | keyof IdempotentOptions]-?: [ru
   maxResultBytes: ['must be a positive integer (bytes)', isPositiveInteger],
   shouldStoreError: ['must be a function', (v) => typeof v === 'function'],
   onStoreError: ["must be 'fail-closed' or 'fail-open'", (v) => v === 'fail-closed' || v === 'fail-open'],
+  maxRetryAfterMs: ['must be a positive integer (ms)', isPositiveInteger],
   transactional: ['must be a boolean', (v) => typeof v === 'boolean'],
   store: ['must implement claim, renew, complete, release and wait', isStore],
   headerName: ['must be a valid HTTP header name', (v) => typeof v === 'string' && /^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(v)],
@@ -254,7 +263,7 @@ const validate = (where: string, options: object, allowed: readonly string[]): v
 const PROCEDURE_KEYS = [
   'getKey', 'inputKey', 'required', 'scope', 'fingerprint', 'maxInputDepth', 'maxInputNodes', 'maxInputChars',
   'onInProgress', 'waitTimeoutMs', 'ttlMs', 'lockTtlMs', 'maxResultBytes', 'shouldStoreError', 'onStoreError',
-  'name', 'transactional',
+  'name', 'transactional', 'maxRetryAfterMs',
 ] as const;
 // `name` is per procedure only: one name on every procedure would make them all share their keys.
 const GLOBAL_KEYS = [...PROCEDURE_KEYS.filter((key) => key !== 'name'), 'store', 'headerName', 'serializer', 'onEvent', 'clock'] as const;
@@ -282,6 +291,7 @@ export const resolveGlobalOptions = (options: IdempotencyOptions): ResolvedGloba
     maxResultBytes: given.maxResultBytes ?? DEFAULTS.maxResultBytes,
     shouldStoreError: given.shouldStoreError ?? defaultShouldStoreError,
     onStoreError: given.onStoreError ?? DEFAULTS.onStoreError,
+    maxRetryAfterMs: given.maxRetryAfterMs ?? DEFAULTS.maxRetryAfterMs,
     store: given.store,
     headerName: (given.headerName ?? DEFAULTS.headerName).toLowerCase(),
     serializer: given.serializer ?? superjsonSerializer,

@@ -1,6 +1,5 @@
 import type { TRPCMiddlewareFunction } from '@trpc/server';
 import { TRPCError } from '@trpc/server';
-import { DEFAULTS } from '../constants';
 import { IdempotencyError, isIdempotencyError } from '../errors';
 import type { CommitOutcome, TransactionalClaim, TransactionalStore } from '../store';
 import type { Guard, KeyedCall } from './keyedCall';
@@ -55,7 +54,8 @@ type Acquired<TClient> = Extract<TransactionalClaim<TClient>, { status: 'acquire
 
 /** Claims the key in a new transaction and answers the call from there. The store's capability was checked by the options. */
 export const runTransactional = async (guard: Guard, call: KeyedCall, request: TransactionalRequest): Promise<MiddlewareResult> => {
-  const { options, now, emit } = guard;
+  const { options, now } = guard;
+  const { emit } = call;
   const { transactional } = guard.store as TransactionalStore;
   const { opts, keyHash } = call;
   const { path } = opts;
@@ -99,7 +99,7 @@ export const runTransactional = async (guard: Guard, call: KeyedCall, request: T
           }
           continue;
         }
-        const retryAfterMs = Math.min(outcome.retryAfterMs, DEFAULTS.maxRetryAfterMs);
+        const retryAfterMs = Math.min(outcome.retryAfterMs, options.maxRetryAfterMs);
         emit?.({ type: 'conflict', retryAfterMs, waitedMs: at - call.startedAt, path, keyHash });
         reportKey(call, 'in_progress', retryAfterMs);
         throw toTRPCError(
@@ -126,7 +126,8 @@ const TRANSACTIONAL_STEP = refusedStep(
 
 /** Runs the procedure in the acquired transaction, then commits its outcome with it or rolls everything back. */
 const runInTransaction = async (guard: Guard, call: KeyedCall, acquired: Acquired<unknown>): Promise<MiddlewareResult> => {
-  const { options, now, emit } = guard;
+  const { options, now } = guard;
+  const { emit } = call;
   const { opts, keyHash } = call;
   const { path } = opts;
   const { transaction } = acquired;
@@ -201,7 +202,7 @@ const failed = (guard: Guard, call: KeyedCall, { reason, cause }: { reason: Fail
   if (reason === 'aborted' || reason === 'ended') {
     // The procedure's own doing (a failed statement it swallowed, a COMMIT it sent): the same call would fail again.
     reportKey(call, 'released');
-    guard.emit?.({ type: 'released', code: 'INTERNAL_SERVER_ERROR', durationMs: guard.now() - call.claimedAt, path, keyHash: call.keyHash });
+    call.emit?.({ type: 'released', code: 'INTERNAL_SERVER_ERROR', durationMs: guard.now() - call.claimedAt, path, keyHash: call.keyHash });
     throw new TRPCError({ code: 'INTERNAL_SERVER_ERROR', message: FAILURES[reason](path), cause });
   }
   reportKey(call, 'store_unavailable');

@@ -92,6 +92,16 @@ describe('createIdempotency', () => {
       s.open();
       await first;
     });
+    it('caps the retry hint at maxRetryAfterMs, an option', async () => {
+      const s = setup({ lockTtlMs: 30_000, maxRetryAfterMs: 250 });
+      const first = s.caller().pay();
+      await s.started;
+      const error = await trpcErrorOf(s.caller().pay());
+      expect(idempotencyErrorData(error)?.retryAfterMs).toBe(250);
+      expect(s.log.ofType('conflict')[0]?.retryAfterMs).toBe(250);
+      s.open();
+      await first;
+    });
   });
 
   describe("onInProgress: 'wait'", () => {

@@ -132,3 +132,24 @@ describe('createIdempotency', () => {
     });
   });
 });
+
+describe('onEvent info', () => {
+  it("passes every event the call's tRPC ctx, to correlate events with the request", async () => {
+    const t = createT();
+    const seen: { type: string; requestId: unknown }[] = [];
+    const { idempotent } = createIdempotency<TestContext & { requestId: string }>({
+      store: createMemoryStore(),
+      onEvent: (event, { ctx }) => seen.push({ type: event.type, requestId: ctx.requestId }),
+    });
+    const router = t.router({ work: t.procedure.use(idempotent()).mutation(() => 'done') });
+    const call = (requestId: string) =>
+      t.createCallerFactory(router)({ headers: { 'idempotency-key': 'ctx-key' }, requestId } as TestContext & { requestId: string }).work();
+    await call('r1');
+    await call('r2');
+    expect(seen).toEqual([
+      { type: 'claimed', requestId: 'r1' },
+      { type: 'completed', requestId: 'r1' },
+      { type: 'replayed', requestId: 'r2' },
+    ]);
+  });
+});
