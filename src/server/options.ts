@@ -231,7 +231,7 @@ const checks: { [K in keyof IdempotencyOptions | keyof IdempotentOptions]-?: [ru
   onStoreError: ["must be 'fail-closed' or 'fail-open'", (v) => v === 'fail-closed' || v === 'fail-open'],
   maxRetryAfterMs: ['must be a positive integer (ms)', isPositiveInteger],
   transactional: ['must be a boolean', (v) => typeof v === 'boolean'],
-  store: ['must implement claim, renew, complete, release and wait', isStore],
+  store: ['must implement claim, renew, complete, release, wait and recordStep', isStore],
   headerName: ['must be a valid HTTP header name', (v) => typeof v === 'string' && /^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(v)],
   serializer: ['must have serialize and deserialize functions', isSerializer],
   onEvent: ['must be a function', (v) => typeof v === 'function'],
@@ -245,7 +245,7 @@ function hasFunctions(v: unknown, names: string[]): boolean {
   return typeof v === 'object' && v !== null && names.every((n) => typeof (v as Record<string, unknown>)[n] === 'function');
 }
 function isStore(v: unknown): boolean {
-  return hasFunctions(v, ['claim', 'renew', 'complete', 'release', 'wait']);
+  return hasFunctions(v, ['claim', 'renew', 'complete', 'release', 'wait', 'recordStep']);
 }
 function isSerializer(v: unknown): boolean {
   return hasFunctions(v, ['serialize', 'deserialize']);

@@ -38,6 +38,9 @@ const BAD: [keyof IdempotencyOptions, unknown][] = [
   ['shouldStoreError', true],
   ['onStoreError', 'open'],
   ['store', { claim: noop }],
+  // A store written against the contract before durable steps: refused at once, not when a step first runs.
+  ['store', { claim: noop, renew: noop, complete: noop, release: noop, wait: noop }],
+  ['maxRetryAfterMs', 0],
   ['headerName', 'idempotency key'],
   ['headerName', ''],
   ['serializer', { serialize: noop }],
