@@ -29,11 +29,16 @@ describe('durable steps on Redis when the owner is paused past its lease', () =>
     const newApp = createIdempotency({ store, lockTtlMs: 300 });
     const calls: string[] = [];
     let resume: () => void = () => {};
+    let pause: () => void = () => {};
+    const pausedAtEmail = new Promise<void>((resolve) => (pause = resolve));
     const body = (owner: string) => async ({ ctx }: { ctx: { idempotency: IdempotencyExecution | null } }) => {
       const steps = ctx.idempotency as IdempotencyExecution;
       const charge = await steps.step('charge', () => (calls.push(`charge by ${owner}`), 'ch_1'));
       if (owner === 'old') {
-        await new Promise<void>((resolve) => (resume = resolve));
+        await new Promise<void>((resolve) => {
+          resume = resolve;
+          pause();
+        });
         try {
           await steps.step('email', () => (calls.push('email by old'), 'm_old'));
         } finally {
@@ -49,7 +54,10 @@ describe('durable steps on Redis when the owner is paused past its lease', () =>
     const headers = { 'idempotency-key': key };
 
     const oldCall = t.createCallerFactory(oldRouter)({ headers }).order().catch((error: unknown) => error);
-    await sleep(450); // the lease (300 ms, Redis time) is over; the old owner does not know
+    // The old owner holds the key and has recorded its charge. Its lease began before that (at its claim), so
+    // 350 ms from here the lease (300 ms, Redis time) is over, however slow the machine; the old owner does not know.
+    await pausedAtEmail;
+    await sleep(350);
     const fresh = await t.createCallerFactory(newRouter)({ headers }).order();
     expect(fresh).toEqual({ charge: 'ch_1', email: 'm_new' });
     resume();
