@@ -26,6 +26,7 @@ export type {
   WaitRequest,
 } from './store';
 export { GLOBAL_PARTITION } from './store';
+export type { LocalCacheOptions } from './stores/localCache';
 export type { MemoryStoreOptions } from './stores/memoryStore';
 export { createMemoryStore } from './stores/memoryStore';
 export type { IdempotencyErrorData, KeyStatus } from './wire';

@@ -1,3 +1,4 @@
+import { withLocalCache } from '../stores/localCache';
 import { createMemoryStore } from '../stores/memoryStore';
 import type { IdempotencyStore } from '../store';
 import type { IdempotentMiddleware } from './middleware';
@@ -9,7 +10,7 @@ import { rememberHeaderName } from './reporting';
 export interface Idempotency<TContext = any> {
   /** A middleware for one mutation procedure: `.use(idempotent())`, with per-procedure overrides. */
   idempotent: (options?: IdempotentOptions<TContext>) => IdempotentMiddleware;
-  /** The store in use (the memory store when none was given). */
+  /** The store in use (the memory store when none was given); `localCache`, when on, sits in front of it. */
   store: IdempotencyStore;
 }
 
@@ -24,10 +25,12 @@ export interface Idempotency<TContext = any> {
 export const createIdempotency = <TContext = any>(options: IdempotencyOptions<TContext> = {}): Idempotency<TContext> => {
   const resolved = resolveGlobalOptions(options);
   const store = resolved.store ?? createMemoryStore({ clock: resolved.clock });
+  // One cache per createIdempotency, shared by its procedures (a record id names its path, so they never meet).
+  const used = resolved.localCache ? withLocalCache(store, { ...resolved.localCache, clock: resolved.clock }) : store;
   rememberHeaderName(resolved.headerName);
   return {
     store,
-    idempotent: (overrides = {}) => createMiddleware(resolveProcedureOptions(resolved, overrides), store),
+    idempotent: (overrides = {}) => createMiddleware(resolveProcedureOptions(resolved, overrides), used),
   };
 };
 

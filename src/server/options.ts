@@ -6,6 +6,7 @@ import { IdempotencyError } from '../errors';
 import type { Serializer } from '../serialization';
 import { superjsonSerializer } from '../serialization';
 import type { IdempotencyStore } from '../store';
+import type { LocalCacheOptions } from '../stores/localCache';
 import type { IdempotencyEvent } from './events';
 
 export interface GetKeyOptions<TContext> {
@@ -116,6 +117,21 @@ export interface IdempotencyOptions<TContext = any> extends IdempotentOptions<TC
    */
   onEvent?: ((event: IdempotencyEvent) => void) | undefined;
   /**
+   * A per-process cache of completed records in front of the store: a replay of a key this process completed,
+   * or has replayed before, is answered from memory with no store round trip (a retry storm on a hot key costs
+   * the store one claim per process). Meant for shared stores (Redis); `{}` takes the default bounds
+   * (`maxEntries` 1000, `maxBytes` 8 MiB, least recently used out first).
+   *
+   * Safe because a completed record never changes until it expires: an entry is kept no longer than its record
+   * (`ttlMs` from when this process stored it, or the time left that the store reported when it was replayed;
+   * a store that reports none, such as the memory store, has only its own completions cached). The one
+   * exception is a record deleted by hand (or evicted by Redis under memory pressure): every process that
+   * cached it keeps replaying it until its entry expires, where without the cache the key would run again.
+   * Delete records only with the processes stopped, or leave this off.
+   * @default false
+   */
+  localCache?: LocalCacheOptions | false;
+  /**
    * Time source for leases, retries and waits. With `systemClock` itself, intervals are measured on
    * `performance.now()`, so a wall-clock step does not stretch a lease; any other clock (a test's manual clock, a
    * wrapper around `systemClock`) is used as it is.
@@ -156,6 +172,7 @@ export type ResolvedGlobalOptions = ResolvedProcedureOptions & {
   serializer: Serializer;
   onEvent: ((event: IdempotencyEvent) => void) | undefined;
   clock: Clock;
+  localCache: LocalCacheOptions | false;
 };
 
 const invalid = (where: string, name: string, rule: string): IdempotencyError =>
@@ -180,6 +197,7 @@ const checks: { [K in keyof IdempotencyOptions]-?: [rule: string, ok: (v: unknow
   headerName: ['must be a valid HTTP header name', (v) => typeof v === 'string' && /^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(v)],
   serializer: ['must have serialize and deserialize functions', isSerializer],
   onEvent: ['must be a function', (v) => typeof v === 'function'],
+  localCache: ['must be false or { maxEntries?, maxBytes? } (positive integers)', isLocalCache],
   clock: ['must have now, setTimeout and clearTimeout', (v) => hasFunctions(v, ['now', 'setTimeout', 'clearTimeout'])],
 };
 
@@ -191,6 +209,13 @@ function hasFunctions(v: unknown, names: string[]): boolean {
 }
 function isStore(v: unknown): boolean {
   return hasFunctions(v, ['claim', 'renew', 'complete', 'release', 'wait']);
+}
+function isLocalCache(v: unknown): boolean {
+  if (v === false) return true;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  return Object.entries(v).every(
+    ([name, bound]) => (name === 'maxEntries' || name === 'maxBytes') && (bound === undefined || isPositiveInteger(bound)),
+  );
 }
 function isSerializer(v: unknown): boolean {
   return hasFunctions(v, ['serialize', 'deserialize']);
@@ -209,7 +234,7 @@ const PROCEDURE_KEYS = [
   'getKey', 'inputKey', 'required', 'scope', 'fingerprint', 'onInProgress', 'waitTimeoutMs', 'ttlMs',
   'lockTtlMs', 'maxResultBytes', 'shouldStoreError', 'onStoreError',
 ] as const;
-const GLOBAL_KEYS = [...PROCEDURE_KEYS, 'store', 'headerName', 'serializer', 'onEvent', 'clock'] as const;
+const GLOBAL_KEYS = [...PROCEDURE_KEYS, 'store', 'headerName', 'serializer', 'onEvent', 'clock', 'localCache'] as const;
 
 const defined = <T extends object>(options: T): Partial<T> =>
   Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
@@ -236,6 +261,7 @@ export const resolveGlobalOptions = (options: IdempotencyOptions): ResolvedGloba
     serializer: given.serializer ?? superjsonSerializer,
     onEvent: given.onEvent,
     clock: given.clock ?? systemClock,
+    localCache: given.localCache ?? DEFAULTS.localCache,
   };
 };
 
