@@ -55,7 +55,7 @@ export const withLocalCache = (
     bytes -= entry.bytes;
   };
 
-  const put = (id: string, result: string, fingerprint: string, exact: boolean, expiresAt: number): void => {
+  const put = (id: string, result: string, { fingerprint, exact, expiresAt }: Omit<Entry, 'outcome' | 'bytes'>): void => {
     const old = entries.get(id);
     if (old) drop(id, old);
     const size = ENTRY_OVERHEAD + 2 * (id.length + result.length + fingerprint.length);
@@ -92,7 +92,9 @@ export const withLocalCache = (
   const learn = (request: ClaimRequest, sentAt: number, outcome: ClaimOutcome): ClaimOutcome => {
     const { id } = request;
     if (outcome.status === 'completed') {
-      if (outcome.expiresInMs !== undefined) put(id, outcome.result, request.fingerprint, false, sentAt + outcome.expiresInMs);
+      if (outcome.expiresInMs !== undefined) {
+        put(id, outcome.result, { fingerprint: request.fingerprint, exact: false, expiresAt: sentAt + outcome.expiresInMs });
+      }
       return outcome;
     }
     if (outcome.status === 'mismatch') return outcome;
@@ -129,14 +131,16 @@ export const withLocalCache = (
         if (mine) {
           finished(request, mine);
           if (outcome.status === 'ok') {
-            put(request.id, request.result, mine.fingerprint, true, (mine.completeSentAt as number) + request.ttlMs);
+            const expiresAt = (mine.completeSentAt as number) + request.ttlMs;
+            put(request.id, request.result, { fingerprint: mine.fingerprint, exact: true, expiresAt });
           }
         }
         return outcome;
       });
     },
     release: (request) => {
-      finished(request, pending.get(request.id)?.token === request.token ? pending.get(request.id) : undefined);
+      const own = pending.get(request.id);
+      if (own?.token === request.token) finished(request, own);
       return inner.release(request);
     },
     wait: (request) => inner.wait(request),
