@@ -6,8 +6,11 @@
  *   npx esbuild bench/latency.ts --bundle --platform=node --format=esm --packages=external \
  *     --outfile=.bench-out/latency.mjs && node --expose-gc .bench-out/latency.mjs [--only NAME] [--seconds S]
  *
- * `--only NAME` runs one loop for S seconds (default 10), for `node --cpu-prof` or `perf record`.
+ * `--only NAME` runs one loop for S seconds (default 10), for `perf record`; with `--profile FILE` it writes a
+ * V8 CPU profile of the loop alone (50 us sampling), for Chrome DevTools or a script.
  */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import { createRedisStore } from '../src/redis/index';
@@ -69,8 +72,17 @@ const main = async (): Promise<void> => {
     if (only) {
       const loop = loops[only];
       if (!loop) throw new Error(`latency: no loop named ${only} (${Object.keys(loops).join(', ')})`);
+      await server.admin.config('RESETSTAT');
+      const profile = valueOf('--profile');
+      const session = profile ? await startProfile() : undefined;
       const m = await window(loop, seconds * 1000, server.admin);
+      if (session && profile) await stopProfile(session, profile);
       console.log(`${only}: ${format(m)}`);
+      // Redis' own accounting: microseconds per command (a script's time includes the commands it runs).
+      for (const line of (await server.admin.info('commandstats')).split('\r\n')) {
+        const match = /^cmdstat_(\w+):calls=(\d+),usec=\d+,usec_per_call=([\d.]+)/.exec(line);
+        if (match && match[1] !== 'info' && match[1] !== 'config') console.log(`  ${match[1]}: ${match[2]} calls, ${match[3]} us per call`);
+      }
       return;
     }
     const names = Object.keys(loops);
@@ -125,6 +137,21 @@ const window = async (loop: (n: number) => Promise<unknown>, durationMs: number,
   latencies.sort((a, b) => a - b);
   const calls = latencies.length;
   return { perSec: (calls / elapsed) * 1000, p50Us: quantile(latencies, 0.5) * 1000, nodeUs: (cpu.user + cpu.system) / calls, redisUs: redisUs / calls };
+};
+
+const startProfile = async (): Promise<Session> => {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 50 });
+  await session.post('Profiler.start');
+  return session;
+};
+
+const stopProfile = async (session: Session, file: string): Promise<void> => {
+  const { profile } = await session.post('Profiler.stop');
+  writeFileSync(file, JSON.stringify(profile));
+  session.disconnect();
 };
 
 function valueOf(flag: string): string | undefined {
