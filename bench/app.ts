@@ -10,7 +10,8 @@ import { baselineIdempotency, createMapKv, createRedisKv } from './baseline';
 
 export type StoreKind = 'memory' | 'redis';
 export type Transport = 'in-process' | 'http';
-export type Variant = 'bare' | 'ours' | 'baseline';
+/** `cached`: ours with `localCache` on (Redis replay rows, in-process). */
+export type Variant = 'bare' | 'ours' | 'baseline' | 'cached';
 export type Scenario = 'fresh' | 'replay';
 
 /** In-process calls carry the key in ctx; HTTP calls carry it in the Idempotency-Key header. */
@@ -63,9 +64,10 @@ function buildRouter({ store, transport, redis }: AppOptions) {
     return createRedisStore({ redis, prefix: 'bench:' });
   };
   // Users in-process pass the key through ctx; over HTTP the middleware reads the header by itself.
-  const ours = () =>
+  const ours = (localCache: { maxEntries?: number } | false = false) =>
     createIdempotency<BenchContext>({
       store: newStore(),
+      localCache,
       ...(transport === 'in-process' ? { getKey: ({ ctx }) => ctx.key } : {}),
     }).idempotent();
   const newKv = (): BaselineKv => (store === 'memory' ? createMapKv() : createRedisKv(redis as Redis));
@@ -76,6 +78,7 @@ function buildRouter({ store, transport, redis }: AppOptions) {
     bare: procedure.mutation(resolver('bare')),
     ours_fresh: procedure.use(ours()).mutation(resolver('ours_fresh')),
     ours_replay: procedure.use(ours()).mutation(resolver('ours_replay')),
+    cached_replay: procedure.use(ours({})).mutation(resolver('cached_replay')),
     baseline_fresh: procedure.use(baseline()).mutation(resolver('baseline_fresh')),
     baseline_replay: procedure.use(baseline()).mutation(resolver('baseline_replay')),
   });

@@ -17,6 +17,9 @@ import type { Row } from './report';
 import { DEFAULT_OUT, checkTargets, formatTarget, machineInfo, printTable, rowId } from './report';
 
 const VARIANTS: readonly Variant[] = ['bare', 'ours', 'baseline'];
+/** The variants of one cell: `cached` (ours with localCache) only where a cache can answer, Redis replays in-process. */
+const variantsOf = (cell: Pick<Cell, 'store' | 'transport' | 'scenario'>): readonly Variant[] =>
+  cell.store === 'redis' && cell.transport === 'in-process' && cell.scenario === 'replay' ? [...VARIANTS, 'cached'] : VARIANTS;
 const CONCURRENCIES = [1, 64] as const;
 const REPLAY_POOL = 256;
 
@@ -28,6 +31,7 @@ interface Cell {
   calls: Record<Variant, CallFn>;
   keys: Record<Variant, (seq: number) => string>;
   app: BenchApp;
+  variants: readonly Variant[];
 }
 
 interface Measured {
@@ -86,7 +90,7 @@ const main = async (): Promise<void> => {
             const cellId = cells.length;
             const calls = {} as Record<Variant, CallFn>;
             const keys = {} as Record<Variant, (seq: number) => string>;
-            for (const variant of VARIANTS) {
+            for (const variant of variantsOf({ store, transport, scenario })) {
               const path = procedurePath(variant, scenario);
               calls[variant] = http ? http.call(path) : inProcessCall(app, path);
               const fresh = (): string => `f.${runId}.${(unique++).toString(36)}`;
@@ -98,7 +102,7 @@ const main = async (): Promise<void> => {
                 keys[variant] = (seq) => pool[seq % REPLAY_POOL] as string;
               }
             }
-            cells.push({ store, transport, scenario, concurrency, calls, keys, app });
+            cells.push({ store, transport, scenario, concurrency, calls, keys, app, variants: variantsOf({ store, transport, scenario }) });
           }
         }
       }
@@ -110,9 +114,10 @@ const main = async (): Promise<void> => {
       const warmup = round < 0;
       for (const cell of cells) {
         // bare, ours, baseline, then ours, baseline, bare, ...: each variant takes each slot in turn.
-        const shift = warmup ? 0 : round % VARIANTS.length;
-        for (let i = 0; i < VARIANTS.length; i++) {
-          const variant = VARIANTS[(i + shift) % VARIANTS.length] as Variant;
+        const { variants } = cell;
+        const shift = warmup ? 0 : round % variants.length;
+        for (let i = 0; i < variants.length; i++) {
+          const variant = variants[(i + shift) % variants.length] as Variant;
           const measured = await measure(cell, variant, {
             durationMs: warmup ? plan.warmupMs : cell.transport === 'http' ? plan.httpWindowMs : plan.windowMs,
             meter,
@@ -175,7 +180,7 @@ const summarize = (cells: Cell[], results: Map<string, Measured[]>): Row[] => {
     const runs = (variant: Variant): Measured[] => results.get(rowId({ ...cell, variant })) ?? [];
     const ratio = (variant: Variant, other: Variant): number =>
       median(runs(variant).map((m, i) => m.window.opsPerSec / (runs(other)[i]?.window.opsPerSec ?? Number.NaN)));
-    for (const variant of VARIANTS) {
+    for (const variant of cell.variants) {
       const measured = runs(variant);
       const commands = measured.map((m) => m.commands).filter((c): c is CommandCount => c !== undefined);
       rows.push({

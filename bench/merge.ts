@@ -3,7 +3,7 @@
  * code for ours and for bare, and two processes of the same code can differ by ±7% in `x bare` over HTTP (the
  * rounds inside one process do not average that out). The merged row takes, per figure, the median over
  * processes of each process's median; the targets are checked on the merged rows, and each process's own
- * `x bare` for the memory store over HTTP is listed, so the spread shows.
+ * `x baseline` and `x bare` for the memory store over HTTP are listed, so the spread shows.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { median } from './load';
@@ -49,7 +49,8 @@ export const mergeRuns = (files: string[], out: string): Target[] => {
   for (const [id, group] of groups) {
     const row = group[0] as Row;
     if (row.variant !== 'ours' || row.store !== 'memory' || row.transport !== 'http') continue;
-    console.log(`per process, x bare: ${id.replaceAll('|', ' ')}: ${group.map((r) => r.vsBare.toFixed(2)).join(' ')}`);
+    const each = (pick: (r: Row) => number): string => group.map((r) => pick(r).toFixed(2)).join(' ');
+    console.log(`per process: ${id.replaceAll('|', ' ')}: x baseline ${each((r) => r.vsBaseline)}, x bare ${each((r) => r.vsBare)}`);
   }
   const targets = checkTargets(rows);
   for (const target of targets) console.log(formatTarget(target));

@@ -53,6 +53,10 @@ export const DEFAULTS = {
   leaseGraceMs: 60_000,
   /** How long a released record keeps its fence in the memory store. */
   releasedTtlMs: 60_000,
+  /** The per-process cache of completed records in front of the store: off unless asked for. */
+  localCache: false as false | { maxEntries?: number; maxBytes?: number },
+  /** Its bounds when on (`localCache: {}`). */
+  localCacheLimits: { maxEntries: 1_000, maxBytes: 8 * 1024 * 1024 },
   /** Client: `idempotentRetry` for tRPC's retryLink. */
   retry: { maxAttempts: 4, baseDelayMs: 200, maxDelayMs: 10_000 },
 } as const;

@@ -37,6 +37,7 @@ export type {
   WaitRequest,
 } from './store';
 export { GLOBAL_PARTITION, isTransactionalStore, NO_STEPS } from './store';
+export type { LocalCacheOptions } from './stores/localCache';
 export type { MemoryStoreOptions } from './stores/memoryStore';
 export { createMemoryStore } from './stores/memoryStore';
 export type { IdempotencyErrorData, KeyStatus } from './wire';

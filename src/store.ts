@@ -77,8 +77,12 @@ export type ClaimOutcome =
   | { status: 'acquired'; fence: number; takeover: boolean; steps: RecordedSteps }
   /** Another owner holds a live lease. `retryAfterMs` is the time left on that lease. */
   | { status: 'in_progress'; retryAfterMs: number }
-  /** The key already has a final result (opaque text written by `complete`). */
-  | { status: 'completed'; result: string }
+  /**
+   * The key already has a final result (opaque text written by `complete`). `expiresInMs`: the record's time
+   * left, when the store knows it (the Redis store does): a per-process cache of completed records
+   * (`localCache`) keeps a record it learnt from a claim no longer than this, and not at all without it.
+   */
+  | { status: 'completed'; result: string; expiresInMs?: number }
   /** The record was made by a request with another fingerprint. */
   | { status: 'mismatch' };
 

@@ -13,7 +13,7 @@ export interface ReplyContext {
 
 /**
  * One record's reply from the claim script: a string whose first character is the outcome, or for a record with
- * durable steps an array: the acquired string, then name, text pairs.
+ * durable steps an array: the acquired string, then name, text pairs (see claim.lua).
  */
 export const parseClaimReply = (reply: unknown, context: ReplyContext): ClaimOutcome => {
   if (Array.isArray(reply)) return parseAcquiredWithSteps(reply, context);
@@ -29,8 +29,15 @@ export const parseClaimReply = (reply: unknown, context: ReplyContext): ClaimOut
         if (left !== undefined) return { status: 'in_progress', retryAfterMs: left };
         break;
       }
-      case CODE.C:
-        return { status: 'completed', result: reply.slice(1) };
+      case CODE.C: {
+        // `C<ttl>:<result>`: the ttl is digits only (or empty), so the first colon ends it.
+        const colon = reply.indexOf(':');
+        if (colon === -1) break;
+        if (colon === 1) return { status: 'completed', result: reply.slice(2) };
+        const ttl = Number(reply.slice(1, colon));
+        if (Number.isSafeInteger(ttl) && ttl >= 0) return { status: 'completed', result: reply.slice(colon + 1), expiresInMs: ttl };
+        break;
+      }
       case CODE.M:
         if (reply.length === 1) return { status: 'mismatch' };
         break;

@@ -1,3 +1,4 @@
+import { withLocalCache } from '../stores/localCache';
 import { createMemoryStore } from '../stores/memoryStore';
 import type { IdempotencyStore, TransactionalStore } from '../store';
 import type { IdempotentMiddleware } from './middleware';
@@ -20,7 +21,7 @@ export interface Idempotency<TContext = any, TStore extends IdempotencyStore = I
     (options: IdempotentOptions<TContext> & { transactional: true }): TransactionalMiddleware<TransactionClientOf<TStore>>;
     (options?: IdempotentOptions<TContext>): IdempotentMiddleware;
   };
-  /** The store in use (the memory store when none was given). */
+  /** The store in use (the memory store when none was given); `localCache`, when on, sits in front of it. */
   store: TStore;
 }
 
@@ -37,9 +38,14 @@ export const createIdempotency = <TContext = any, TStore extends IdempotencyStor
 ): Idempotency<TContext, TStore> => {
   const resolved = resolveGlobalOptions(options);
   const store = resolved.store ?? createMemoryStore({ clock: resolved.clock });
+  // One cache per createIdempotency, shared by its procedures (a record id names its path, so they never meet).
+  const used = resolved.localCache ? withLocalCache(store, { ...resolved.localCache, clock: resolved.clock }) : store;
   rememberHeaderName(resolved.headerName);
-  const idempotent = (overrides: IdempotentOptions<TContext> = {}): IdempotentMiddleware =>
-    createMiddleware(resolveProcedureOptions(resolved, overrides), store);
+  // The transactional mode reads and writes its record in the procedure's transaction: no cache in front of it.
+  const idempotent = (overrides: IdempotentOptions<TContext> = {}): IdempotentMiddleware => {
+    const procedure = resolveProcedureOptions(resolved, overrides);
+    return createMiddleware(procedure, procedure.transactional ? store : used);
+  };
   // The transactional overload differs in its context type only: the runtime is the same middleware.
   return { store: store as TStore, idempotent: idempotent as Idempotency<TContext, TStore>['idempotent'] };
 };

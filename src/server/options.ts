@@ -9,6 +9,7 @@ import type { IdempotencyStore } from '../store';
 import { isTransactionalStore } from '../store';
 import type { IdempotencyEvent, IdempotencyEventInfo } from './events';
 import { MAX_INPUT_DEPTH_LIMIT } from './inputBudget';
+import type { LocalCacheOptions } from '../stores/localCache';
 
 export interface GetKeyOptions<TContext> {
   ctx: TContext;
@@ -162,6 +163,21 @@ export interface IdempotencyOptions<TContext = any> extends Omit<IdempotentOptio
    */
   onEvent?: ((event: IdempotencyEvent, info: IdempotencyEventInfo<TContext>) => void) | undefined;
   /**
+   * A per-process cache of completed records in front of the store: a replay of a key this process completed,
+   * or has replayed before, is answered from memory with no store round trip (a retry storm on a hot key costs
+   * the store one claim per process). Meant for shared stores (Redis); `{}` takes the default bounds
+   * (`maxEntries` 1000, `maxBytes` 8 MiB, least recently used out first).
+   *
+   * Safe because a completed record never changes until it expires: an entry is kept no longer than its record
+   * (`ttlMs` from when this process stored it, or the time left that the store reported when it was replayed;
+   * a store that reports none, such as the memory store, has only its own completions cached). The one
+   * exception is a record deleted by hand (or evicted by Redis under memory pressure): every process that
+   * cached it keeps replaying it until its entry expires, where without the cache the key would run again.
+   * Delete records only with the processes stopped, or leave this off.
+   * @default false
+   */
+  localCache?: LocalCacheOptions | false;
+  /**
    * Time source for leases, retries and waits. With `systemClock` itself, intervals are measured on
    * `performance.now()`, so a wall-clock step does not stretch a lease; any other clock (a test's manual clock, a
    * wrapper around `systemClock`) is used as it is.
@@ -202,6 +218,7 @@ export type ResolvedGlobalOptions = ResolvedProcedureOptions & {
   serializer: Serializer;
   onEvent: ((event: IdempotencyEvent, info: IdempotencyEventInfo<any>) => void) | undefined;
   clock: Clock;
+  localCache: LocalCacheOptions | false;
 };
 
 const invalid = (where: string, name: string, rule: string): IdempotencyError =>
@@ -235,6 +252,7 @@ const checks: { [K in keyof IdempotencyOptions | keyof IdempotentOptions]-?: [ru
   headerName: ['must be a valid HTTP header name', (v) => typeof v === 'string' && /^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(v)],
   serializer: ['must have serialize and deserialize functions', isSerializer],
   onEvent: ['must be a function', (v) => typeof v === 'function'],
+  localCache: ['must be false or { maxEntries?, maxBytes? } (positive integers)', isLocalCache],
   clock: ['must have now, setTimeout and clearTimeout', (v) => hasFunctions(v, ['now', 'setTimeout', 'clearTimeout'])],
 };
 
@@ -246,6 +264,13 @@ function hasFunctions(v: unknown, names: string[]): boolean {
 }
 function isStore(v: unknown): boolean {
   return hasFunctions(v, ['claim', 'renew', 'complete', 'release', 'wait', 'recordStep']);
+}
+function isLocalCache(v: unknown): boolean {
+  if (v === false) return true;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  return Object.entries(v).every(
+    ([name, bound]) => (name === 'maxEntries' || name === 'maxBytes') && (bound === undefined || isPositiveInteger(bound)),
+  );
 }
 function isSerializer(v: unknown): boolean {
   return hasFunctions(v, ['serialize', 'deserialize']);
@@ -266,7 +291,7 @@ const PROCEDURE_KEYS = [
   'name', 'transactional', 'maxRetryAfterMs',
 ] as const;
 // `name` is per procedure only: one name on every procedure would make them all share their keys.
-const GLOBAL_KEYS = [...PROCEDURE_KEYS.filter((key) => key !== 'name'), 'store', 'headerName', 'serializer', 'onEvent', 'clock'] as const;
+const GLOBAL_KEYS = [...PROCEDURE_KEYS.filter((key) => key !== 'name'), 'store', 'headerName', 'serializer', 'onEvent', 'clock', 'localCache'] as const;
 
 const defined = <T extends object>(options: T): Partial<T> =>
   Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
@@ -298,6 +323,7 @@ export const resolveGlobalOptions = (options: IdempotencyOptions): ResolvedGloba
     onEvent: given.onEvent,
     clock: given.clock ?? systemClock,
     transactional: given.transactional ?? DEFAULTS.transactional,
+    localCache: given.localCache ?? DEFAULTS.localCache,
   });
 };
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ClaimOutcome, IdempotencyStore } from '../store';
+import type { ClaimOutcome, ClaimRequest, IdempotencyStore } from '../store';
 
 /** What a store's test file hands the shared suite. */
 export interface StoreHarness {
@@ -17,6 +17,34 @@ export interface ConformanceOptions {
 
 const newId = (): string => `rec-${randomUUID()}`;
 const token = (): string => randomUUID();
+
+/**
+ * The store with `expiresInMs` (an optional hint, see ClaimOutcome) checked and taken off completed outcomes, so
+ * the cases below compare outcomes whole. `expiryOf` reads the hint before it is taken off.
+ */
+const HINTS = new WeakMap<IdempotencyStore, IdempotencyStore>();
+const checkingExpiry = (store: IdempotencyStore): IdempotencyStore => {
+  const checked: IdempotencyStore = {
+    claim: async (request) => {
+      const outcome = await store.claim(request);
+      if (outcome.status !== 'completed' || !('expiresInMs' in outcome)) return outcome;
+      expect(Number.isSafeInteger(outcome.expiresInMs) && (outcome.expiresInMs as number) >= 0).toBe(true);
+      return { status: 'completed', result: outcome.result };
+    },
+    renew: (request) => store.renew(request),
+    complete: (request) => store.complete(request),
+    release: (request) => store.release(request),
+    wait: (request) => store.wait(request),
+    recordStep: (request) => store.recordStep(request),
+  };
+  HINTS.set(checked, store);
+  return checked;
+};
+const expiryOf = async (store: IdempotencyStore, request: ClaimRequest): Promise<{ expiresInMs?: number | undefined }> => {
+  const outcome = await (HINTS.get(store) ?? store).claim(request);
+  if (outcome.status !== 'completed') throw new Error(`expected completed, got ${JSON.stringify(outcome)}`);
+  return { expiresInMs: outcome.expiresInMs };
+};
 
 const acquiredFence = (outcome: ClaimOutcome): number => {
   if (outcome.status !== 'acquired') throw new Error(`expected acquired, got ${JSON.stringify(outcome)}`);
@@ -45,7 +73,8 @@ export const describeStoreConformance = (
   describe(`${name}: IdempotencyStore conformance`, () => {
     let h: StoreHarness;
     beforeEach(async () => {
-      h = await makeHarness();
+      const harness = await makeHarness();
+      h = { ...harness, store: checkingExpiry(harness.store) };
     });
     afterEach(async () => {
       await h.close();
@@ -203,6 +232,17 @@ export const describeStoreConformance = (
       }
       for (let i = 1; i < fences.length; i++) expect(fences[i]).toBeGreaterThan(fences[i - 1] as number);
       expect(fences.every((f) => Number.isSafeInteger(f) && f > 0)).toBe(true);
+    });
+
+    it('reports the time left on a completed record, if at all, as at most its TTL', async () => {
+      const id = newId();
+      const owner = token();
+      acquiredFence(await h.store.claim({ id, partition: 'p', token: owner, fingerprint: 'f', lockTtlMs }));
+      await h.store.complete({ id, token: owner, result: 'r', ttlMs });
+      const replay = await expiryOf(h.store, { id, partition: 'p', token: token(), fingerprint: 'f', lockTtlMs });
+      if (replay.expiresInMs === undefined) return;
+      expect(replay.expiresInMs).toBeGreaterThan(0);
+      expect(replay.expiresInMs).toBeLessThanOrEqual(ttlMs);
     });
 
     it('forgets a completed record after its TTL', async () => {

@@ -51,7 +51,7 @@ describe('createRedisStore batching (single node)', () => {
 
     const replays = await monitor.record(async () => {
       const replayed = await Promise.all(ids.map((id) => claim(id)));
-      expect(replayed).toEqual(ids.map((id) => ({ status: 'completed', result: `result of ${id}` })));
+      expect(replayed).toEqual(ids.map((id) => ({ status: 'completed', result: `result of ${id}`, expiresInMs: expect.any(Number) })));
     });
     expect(replays.map((c) => c.name)).toEqual(['evalsha']);
 
@@ -78,7 +78,7 @@ describe('createRedisStore batching (single node)', () => {
       expect(done.every((o) => o.status === 'ok')).toBe(true);
     });
     expect(evalshas(commands).map((c) => Number(c.args[1]))).toEqual([2, 2, 2]);
-    expect(await claim(ids[5] as string)).toEqual({ status: 'completed', result: big });
+    expect(await claim(ids[5] as string)).toEqual({ status: 'completed', result: big, expiresInMs: expect.any(Number) });
   });
 
   it('sends calls of different ticks separately (a batch of one at concurrency 1)', async () => {
@@ -118,7 +118,7 @@ describe('createRedisStore batching (single node)', () => {
     const fresh = randomUUID();
     const commands = await monitor.record(async () => {
       const outcomes = await Promise.all([claim(done), claim(busy), claim(fresh), claim(done, 'x', 'other')]);
-      expect(outcomes[0]).toEqual({ status: 'completed', result: 'stored' });
+      expect(outcomes[0]).toEqual({ status: 'completed', result: 'stored', expiresInMs: expect.any(Number) });
       expect(outcomes[1]?.status).toBe('in_progress');
       expect(outcomes[2]).toMatchObject({ status: 'acquired', takeover: false });
       expect(outcomes[3]).toEqual({ status: 'mismatch' });
@@ -261,6 +261,6 @@ describe.runIf(hasCluster())('createRedisStore batching on a 3-master cluster', 
     expect(done.every((o) => o.status === 'ok')).toBe(true);
     expect(sent).toHaveLength(1 + others.length);
     const replays = await Promise.all(all.map((id) => store.claim({ id, partition: 'p', token: 'x', fingerprint: '', lockTtlMs: 10_000 })));
-    expect(replays).toEqual(all.map((id) => ({ status: 'completed', result: id })));
+    expect(replays).toEqual(all.map((id) => ({ status: 'completed', result: id, expiresInMs: expect.any(Number) })));
   });
 });

@@ -156,6 +156,6 @@ describe.runIf(redisTarget().canSpawn)('createRedisStore when Redis is down or s
     expect(await store.release({ id, token: 'old' })).toEqual({ status: 'lost' });
     expect(await redis.hget(`${prefix}{${id}}`, 't')).toBe('new');
     expect(await store.complete({ id, token: 'new', result: 'fresh', ttlMs: 60_000 })).toEqual({ status: 'ok' });
-    expect(await claim(id)).toEqual({ status: 'completed', result: 'fresh' });
+    expect(await claim(id)).toEqual({ status: 'completed', result: 'fresh', expiresInMs: expect.any(Number) });
   });
 });

@@ -47,6 +47,7 @@ describe('createRedisStore scripts', () => {
     expect(await store.claim({ id, partition: 'p', token: 'c', fingerprint: '', lockTtlMs: 10_000 })).toEqual({
       status: 'completed',
       result: 'r',
+      expiresInMs: expect.any(Number),
     });
   });
 

@@ -153,6 +153,14 @@ describe('createIdempotency', () => {
       });
     }
 
+    const localCache = defaultTags('stores/localCache.ts');
+    for (const [name, tags] of localCache) {
+      it(`agrees with DEFAULTS.localCacheLimits.${name}`, () => {
+        expect(tags).toHaveLength(1);
+        expect(literal(tags[0] as string)).toEqual(DEFAULTS.localCacheLimits[name as keyof typeof DEFAULTS.localCacheLimits]);
+      });
+    }
+
     it('backs every literal @default with a DEFAULTS entry', () => {
       const literalTags = [...options, ...memory].filter(([, tags]) => typeof literal(tags[0] as string) !== 'symbol');
       expect(literalTags.length).toBeGreaterThanOrEqual(10);

@@ -19,7 +19,9 @@
                               the record has durable steps, element i is an array instead: that string, then
                               name1, text1, name2, text2, ... (every recorded step)
     "I" .. retryAfterMs       in progress: time left on the live lease, >= 1
-    "C" .. result             completed
+    "C" .. ttl .. ":" .. result
+                              completed; ttl = the record's time to live in ms (PTTL), "" when it has
+                              none (a local cache of completed records keeps it no longer)
     "M"                       mismatch: stored and requested fingerprints are both non-empty and differ
                               (also on a released record with steps: another input never resumes them)
     "X" .. reason             corrupt: the key holds something this store did not write (left untouched)
@@ -31,7 +33,7 @@
                                        |  L passes, nobody else came: A may still renew/complete
                                        +--- claim B after L ---> p(B), fence grows, A is "lost"
 
-  Commands per record: absent HMGET + EXISTS + HSET + PEXPIRE; completed HMGET only; plus one TIME per run.
+  Commands per record: absent HMGET + EXISTS + HSET + PEXPIRE; completed HMGET + PTTL; plus one TIME per run.
 ]]
 -- @include record
 
@@ -48,7 +50,8 @@ local function claim(key, token, fingerprint, lockTtlMs)
     if rec.s == 'c' then
       if differs then return 'M' end
       if not rec.r then return 'Xis completed without a result' end
-      return 'C' .. rec.r
+      local ttl = redis.call('PTTL', key)
+      return 'C' .. (ttl >= 0 and fmt(ttl) or '') .. ':' .. rec.r
     elseif rec.s == 'p' then
       if differs then return 'M' end
       local nowMs = math.floor(nowMicros() / 1000)
