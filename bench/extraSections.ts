@@ -24,13 +24,21 @@ export const isExtraSection = (name: string | undefined): name is ExtraSection =
  * PostgreSQL binaries the PostgreSQL rows are skipped with a message; the machine's own 5432 is never used.
  */
 export const runExtraSections = async (sections: readonly ExtraSection[], opts: { quick: boolean; out: string }): Promise<void> => {
-  const plan: SectionPlan = opts.quick ? { rounds: 5, windowMs: 100, warmupMs: 100 } : { rounds: 11, windowMs: 200, warmupMs: 200 };
+  const plan: SectionPlan = opts.quick ? { rounds: 5, windowMs: 100, warmupMs: 100 } : { rounds: 9, windowMs: 150, warmupMs: 150 };
   const skipped = postgresUnavailable();
   let postgres: BenchPostgres | undefined;
   let redisServer: BenchRedis | undefined;
   let redis: Redis | undefined;
   let stepsPool: pg.Pool | undefined;
   const results: Record<string, SectionRow[]> = {};
+  // The private PostgreSQL runs in a process group of its own, so Ctrl-C does not reach it: stop it here (the
+  // SIGQUIT goes out synchronously, before main.ts's handler exits the process).
+  const onSigint = (): void => {
+    void postgres?.stop();
+    void redisServer?.stop();
+    if (process.listenerCount('SIGINT') === 0) process.exit(130);
+  };
+  process.once('SIGINT', onSigint);
   try {
     if (skipped) console.log(`\nbench: ${skipped}`);
     else postgres = await startBenchPostgres();
@@ -70,6 +78,7 @@ export const runExtraSections = async (sections: readonly ExtraSection[], opts: 
     writeFileSync(out, `${JSON.stringify({ machine: { ...machine, postgres: postgres?.version ?? 'not used' }, plan, date: new Date().toISOString(), skipped, results }, null, 2)}\n`);
     console.log(`section figures written to ${out}`);
   } finally {
+    process.off('SIGINT', onSigint);
     await stepsPool?.end().catch(() => undefined);
     redis?.disconnect();
     await redisServer?.stop();

@@ -35,9 +35,11 @@ export const startBenchPostgres = async (): Promise<BenchPostgres> => {
     url: server.url,
     version: rows[0]?.v ?? 'unknown',
     admin,
+    // The server first: its SIGQUIT goes out synchronously, which a Ctrl-C handler relies on.
     stop: async () => {
+      const stopped = server.stop();
       await admin.end().catch(() => undefined);
-      await server.stop();
+      await stopped;
     },
   };
 };
