@@ -20,7 +20,7 @@ export const isExtraSection = (name: string | undefined): name is ExtraSection =
 
 /**
  * Runs the PostgreSQL and/or step sections on servers of their own (a private PostgreSQL with pg_stat_statements,
- * a redis-server on a free port) and writes their rows to `sections.json` beside the main figures. Without the
+ * a redis-server on a free port) and writes their rows to `postgres.json` / `steps.json` beside the main figures. Without the
  * PostgreSQL binaries the PostgreSQL rows are skipped with a message; the machine's own 5432 is never used.
  */
 export const runExtraSections = async (sections: readonly ExtraSection[], opts: { quick: boolean; out: string }): Promise<void> => {
@@ -73,10 +73,14 @@ export const runExtraSections = async (sections: readonly ExtraSection[], opts: 
         plan,
       );
     }
-    const out = join(dirname(opts.out), 'sections.json');
-    mkdirSync(dirname(out), { recursive: true });
-    writeFileSync(out, `${JSON.stringify({ machine: { ...machine, postgres: postgres?.version ?? 'not used' }, plan, date: new Date().toISOString(), skipped, results }, null, 2)}\n`);
-    console.log(`section figures written to ${out}`);
+    // A file per section, so `--only steps` does not overwrite the PostgreSQL figures of an earlier run.
+    mkdirSync(dirname(opts.out), { recursive: true });
+    const date = new Date().toISOString();
+    for (const [section, rows] of Object.entries(results)) {
+      const out = join(dirname(opts.out), `${section}.json`);
+      writeFileSync(out, `${JSON.stringify({ machine: { ...machine, postgres: postgres?.version ?? 'not used' }, plan, date, skipped, rows }, null, 2)}\n`);
+      console.log(`${section} figures written to ${out}`);
+    }
   } finally {
     process.off('SIGINT', onSigint);
     await stepsPool?.end().catch(() => undefined);

@@ -10,7 +10,7 @@ import { ORDER_INPUT } from './app';
 import { runWindow } from './load';
 import type { BenchPostgres, PgMeter } from './postgresServer';
 import type { SectionCell, SectionMeasure, SectionPlan, SectionRow } from './sections';
-import { printSectionTable, runSection } from './sections';
+import { extraRoundTrips, printSectionTable, runSection } from './sections';
 
 /**
  * PostgreSQL rows (`--only postgres`): one order INSERT per call, in-process (createCaller), fresh keys and
@@ -71,8 +71,15 @@ export const runPostgresSection = async (server: BenchPostgres, meter: PgMeter, 
       rows,
       'x ref: median of per-round ops/s ratios against plain; round trips: queries the pool sent per call (client side,\n' +
         'one exchange each); stmts: statements PostgreSQL ran per call (pg_stat_statements, top level: the transactional\n' +
-        "mode sends BEGIN; SELECT tx_claim(...); SAVEPOINT as one query string). A tx replay's ROLLBACK is sent after the answer.",
+        "mode sends BEGIN; SELECT tx_claim(...); SAVEPOINT as one query string); db us: PostgreSQL's execution time per call\n" +
+        "(pg_stat_statements total_exec_time); node us: this process's CPU per call. A tx replay's ROLLBACK goes after the answer.",
     );
+    const trips = (variant: PgVariant, scenario: 'fresh' | 'replay'): string => {
+      const { value, reference } = extraRoundTrips(rows, { store: 'postgres', scenario, variant });
+      return `${scenario} ${value.toFixed(2)} (plain ${reference.toFixed(2)}, ${value - reference >= 0 ? '+' : ''}${(value - reference).toFixed(2)})`;
+    };
+    console.log(`INFO postgres round trips per call at c=1, store mode: ${trips('store', 'fresh')}, ${trips('store', 'replay')}`);
+    console.log(`INFO postgres round trips per call at c=1, transactional: ${trips('tx', 'fresh')}, ${trips('tx', 'replay')}, its ROLLBACK after the answer`);
     return rows;
   } finally {
     await store.close();
@@ -168,6 +175,7 @@ const measurePg = async ({ app, pool, meter, path, nextKey, concurrency, duratio
     nodeCpuUs: (cpu.user + cpu.system) / Math.max(1, window.ops),
     roundTrips: count.queriesPerCall,
     statements: count.statementsPerCall,
+    dbUs: count.execUsPerCall,
     detail: count.byStatement,
   };
 };

@@ -50,6 +50,8 @@ export interface PgCount {
   queriesPerCall: number;
   /** Statements PostgreSQL ran (pg_stat_statements, top level; several statements in one query string count apart). */
   statementsPerCall: number;
+  /** Time PostgreSQL spent executing them per call, in µs (pg_stat_statements total_exec_time; planning excluded). */
+  execUsPerCall: number;
   /** Statements by their first words (or the store function's name), raw deltas. */
   byStatement: Record<string, number>;
 }
@@ -67,7 +69,7 @@ export interface PgMeter {
  */
 export const createPgMeter = (server: BenchPostgres): PgMeter => {
   let queries = 0;
-  let before = new Map<string, number>();
+  let before = new Map<string, StatementCount>();
   return {
     watch: (pool) => {
       pool.on('connect', (client) => {
@@ -86,29 +88,37 @@ export const createPgMeter = (server: BenchPostgres): PgMeter => {
       const sent = queries;
       const after = await statementCounts(server.admin);
       let total = 0;
+      let execMs = 0;
       const byStatement: Record<string, number> = {};
-      for (const [text, n] of after) {
-        const d = n - (before.get(text) ?? 0);
+      for (const [text, { calls: n, ms }] of after) {
+        const d = n - (before.get(text)?.calls ?? 0);
         if (d <= 0) continue;
         total += d;
+        execMs += ms - (before.get(text)?.ms ?? 0);
         byStatement[text] = d;
       }
       const per = (n: number): number => (calls > 0 ? n / calls : 0);
-      return { queriesPerCall: per(sent), statementsPerCall: per(total), byStatement };
+      return { queriesPerCall: per(sent), statementsPerCall: per(total), execUsPerCall: per(execMs * 1000), byStatement };
     },
   };
 };
 
 // ---- internal helpers ----
 
-const statementCounts = async (admin: pg.Client): Promise<Map<string, number>> => {
-  const { rows } = await admin.query<{ query: string; calls: string }>(
-    "SELECT query, calls::text FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE 'SHOW %'",
+interface StatementCount {
+  calls: number;
+  ms: number;
+}
+
+const statementCounts = async (admin: pg.Client): Promise<Map<string, StatementCount>> => {
+  const { rows } = await admin.query<{ query: string; calls: string; ms: number }>(
+    "SELECT query, calls::text, total_exec_time AS ms FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE 'SELECT current_setting%'",
   );
-  const counts = new Map<string, number>();
-  for (const { query, calls } of rows) {
+  const counts = new Map<string, StatementCount>();
+  for (const { query, calls, ms } of rows) {
     const name = /(?:tx_)?(?:claim|complete|renew|release|step|peek|sweep)(?=_v1)/.exec(query)?.[0] ?? query.trim().split(/\s+/).slice(0, 2).join(' ').toUpperCase();
-    counts.set(name, (counts.get(name) ?? 0) + Number(calls));
+    const seen = counts.get(name);
+    counts.set(name, { calls: (seen?.calls ?? 0) + Number(calls), ms: (seen?.ms ?? 0) + ms });
   }
   return counts;
 };

@@ -17,6 +17,8 @@ export interface SectionMeasure {
   roundTrips?: number | undefined;
   /** PostgreSQL only: statements the server ran per call (pg_stat_statements). */
   statements?: number | undefined;
+  /** PostgreSQL only: the server's execution time per call, in µs (pg_stat_statements). */
+  dbUs?: number | undefined;
   /** What was counted, by command or statement. */
   detail?: Record<string, number> | undefined;
 }
@@ -47,6 +49,8 @@ export interface SectionRow {
   roundTrips: number | undefined;
   statements: number | undefined;
   nodeCpuUsPerCall: number;
+  /** PostgreSQL's execution time per call, in µs. */
+  dbUsPerCall: number | undefined;
   detail: Record<string, number> | undefined;
 }
 
@@ -81,6 +85,7 @@ export const runSection = async (cells: SectionCell[], plan: SectionPlan, title:
       const counted = <T>(pick: (m: SectionMeasure) => T | undefined): T[] => measured.map(pick).filter((v): v is T => v !== undefined);
       const roundTrips = counted((m) => m.roundTrips);
       const statements = counted((m) => m.statements);
+      const dbUs = counted((m) => m.dbUs);
       rows.push({
         store: cell.store,
         scenario: cell.scenario,
@@ -94,6 +99,7 @@ export const runSection = async (cells: SectionCell[], plan: SectionPlan, title:
         roundTrips: roundTrips.length ? median(roundTrips) : undefined,
         statements: statements.length ? median(statements) : undefined,
         nodeCpuUsPerCall: median(measured.map((m) => m.nodeCpuUs)),
+        dbUsPerCall: dbUs.length ? median(dbUs) : undefined,
         detail: measured.at(-1)?.detail,
       });
     }
@@ -102,7 +108,7 @@ export const runSection = async (cells: SectionCell[], plan: SectionPlan, title:
 };
 
 export const printSectionTable = (title: string, rows: SectionRow[], note: string): void => {
-  const header = ['store', 'scenario', 'conc', 'variant', 'ops/s', 'p50 ms', 'p99 ms', 'x ref', 'round trips', 'stmts', 'node us'];
+  const header = ['store', 'scenario', 'conc', 'variant', 'ops/s', 'p50 ms', 'p99 ms', 'x ref', 'round trips', 'stmts', 'node us', 'db us'];
   const lines = rows.map((r) => [
     r.store,
     r.scenario,
@@ -115,6 +121,7 @@ export const printSectionTable = (title: string, rows: SectionRow[], note: strin
     r.roundTrips === undefined ? '-' : r.roundTrips.toFixed(2),
     r.statements === undefined ? '-' : r.statements.toFixed(2),
     r.nodeCpuUsPerCall.toFixed(1),
+    r.dbUsPerCall === undefined ? '-' : r.dbUsPerCall.toFixed(1),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
   const format = (cells: string[]): string => cells.map((c, i) => (i >= 2 ? c.padStart(widths[i] as number) : c.padEnd(widths[i] as number))).join('  ');
@@ -147,4 +154,12 @@ export const runKeys = async (call: (key: string) => Promise<void>, keys: readon
   const elapsedMs = performance.now() - start;
   latencies.sort((a, b) => a - b);
   return { ops: latencies.length, opsPerSec: (latencies.length / elapsedMs) * 1000, p50Ms: quantile(latencies, 0.5), p99Ms: quantile(latencies, 0.99) };
+};
+
+/** Round trips of `variant` minus the reference's, in one cell (c=1, where nothing is batched); NaN when not counted. */
+export const extraRoundTrips = (rows: SectionRow[], where: { store: string; scenario: string; variant: string }): { value: number; reference: number } => {
+  const cell = rows.filter((r) => r.store === where.store && r.scenario === where.scenario && r.concurrency === 1);
+  const value = cell.find((r) => r.variant === where.variant)?.roundTrips ?? Number.NaN;
+  const reference = cell.find((r) => r.variant === r.reference)?.roundTrips ?? Number.NaN;
+  return { value, reference };
 };

@@ -11,7 +11,7 @@ import type { CommandMeter } from './commands';
 import { runWindow } from './load';
 import type { PgMeter } from './postgresServer';
 import type { SectionCell, SectionMeasure, SectionPlan, SectionRow } from './sections';
-import { printSectionTable, runKeys, runSection } from './sections';
+import { extraRoundTrips, printSectionTable, runKeys, runSection } from './sections';
 
 /**
  * The cost of a durable step (`--only steps`) on each store: the same guarded procedure with no step (`none`) and
@@ -80,9 +80,17 @@ export const runStepsSection = async (backends: StepBackends, plan: SectionPlan)
       rows,
       'x ref: median of per-round ops/s ratios against the same procedure without a step; round trips: Redis commands\n' +
         'the client sent per call (INFO commandstats; batched per tick, so below 1 at c=64) or PostgreSQL queries the pool\n' +
-        'sent per call; stmts: statements PostgreSQL ran (pg_stat_statements). resume: a key released after its step was\n' +
-        'recorded (prepared before the window), retried: the recorded step comes back with the claim, fn is not called.',
+        'sent per call; stmts / db us: statements PostgreSQL ran and its execution time per call (pg_stat_statements).\n' +
+        'resume: a key released after its step was recorded (prepared before the window), retried: the recorded step comes\n' +
+        'back with the claim, fn is not called.',
     );
+    for (const store of stores.filter((s) => s !== 'memory')) {
+      const extra = (scenario: StepScenario): string => {
+        const { value, reference } = extraRoundTrips(rows, { store, scenario, variant: 'step' });
+        return `${scenario} ${value - reference >= 0 ? '+' : ''}${(value - reference).toFixed(2)}`;
+      };
+      console.log(`INFO ${store}: round trips a step adds per call at c=1: ${extra('fresh')}, ${extra('replay')}, ${extra('resume')}`);
+    }
     return rows;
   } finally {
     for (const app of apps) await app.close();
@@ -226,6 +234,7 @@ const measureSteps = async (w: StepWindow): Promise<SectionMeasure> => {
     nodeCpuUs: (cpu.user + cpu.system) / Math.max(1, window.ops),
     roundTrips: redisCount?.perCall ?? pgCount?.queriesPerCall,
     statements: pgCount?.statementsPerCall,
+    dbUs: pgCount?.execUsPerCall,
     detail: redisCount?.byCommand ?? pgCount?.byStatement,
   };
 };
