@@ -15,6 +15,8 @@ import type { BenchRedis } from './redisServer';
 import { startBenchRedis } from './redisServer';
 import type { Row } from './report';
 import { DEFAULT_OUT, checkTargets, formatTarget, machineInfo, printTable, rowId } from './report';
+import type { ExtraSection } from './extraSections';
+import { EXTRA_SECTIONS, isExtraSection, runExtraSections } from './extraSections';
 
 const VARIANTS: readonly Variant[] = ['bare', 'ours', 'baseline'];
 /** The variants of one cell: `cached` (ours with localCache) only where a cache can answer, Redis replays in-process. */
@@ -45,6 +47,8 @@ interface Measured {
 
 const main = async (): Promise<void> => {
   const args = parseArgs(process.argv.slice(2));
+  // PostgreSQL and step rows: tables of their own (bench/extraSections.ts), after this one or alone.
+  if (isExtraSection(args.only)) return runExtraSections([args.only], { quick: args.quick, out: args.out ?? DEFAULT_OUT });
   // Many short rounds rather than a few long ones: a burst of load from other processes then spoils a few
   // windows, which the medians drop. HTTP calls are ~40x slower than in-process ones, so their windows are longer.
   const plan = args.quick
@@ -147,6 +151,7 @@ const main = async (): Promise<void> => {
   } finally {
     await cleanup();
   }
+  if (!args.only) await runExtraSections(EXTRA_SECTIONS, { quick: args.quick, out: args.out ?? DEFAULT_OUT });
 };
 
 // ---- internal helpers ----
@@ -209,7 +214,7 @@ interface Args {
   quick: boolean;
   check: boolean;
   out: string | undefined;
-  only: StoreKind | undefined;
+  only: StoreKind | ExtraSection | undefined;
 }
 
 const parseArgs = (argv: string[]): Args => {
@@ -224,9 +229,9 @@ const parseArgs = (argv: string[]): Args => {
     }
     else if (arg === '--only') {
       const only = argv[++i];
-      if (only !== 'memory' && only !== 'redis') throw new Error('bench: --only takes memory or redis');
+      if (only !== 'memory' && only !== 'redis' && !isExtraSection(only)) throw new Error('bench: --only takes memory, redis, postgres or steps');
       args.only = only;
-    } else throw new Error(`bench: unknown argument ${String(arg)} (use --quick, --no-check, --out FILE, --only memory|redis)`);
+    } else throw new Error(`bench: unknown argument ${String(arg)} (use --quick, --no-check, --out FILE, --only memory|redis|postgres|steps)`);
   }
   return args;
 };

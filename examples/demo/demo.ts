@@ -3,11 +3,14 @@
  * mutation, and double-click "Place order" now and then. Every order must be charged exactly once.
  *
  *   npm start -- [--clients 8] [--orders 25] [--drop 0.25] [--dup 0.2] [--on-in-progress wait|reject]
- *                [--store memory|redis] [--seed 42] [--quick] [--without-idempotency]
+ *                [--store memory|redis|postgres] [--table SCHEMA.TABLE] [--seed 42] [--quick] [--without-idempotency]
  *
  * `--without-idempotency` sends the same traffic to the same procedure without the middleware: expect double
  * charges and exit code 1.
- * `--store redis` uses REDIS_URL (default redis://127.0.0.1:6379). Exits 1 on any double execution.
+ * `--store redis` uses REDIS_URL (default redis://127.0.0.1:6379). `--store postgres` uses DATABASE_URL (default
+ * postgres://postgres@127.0.0.1:5432/test): a schema of its own (`idem_demo_<random>`), dropped at the
+ * end with everything in it, or the table `--table` names (created with createPostgresTable when missing, kept).
+ * Exits 1 on any double execution.
  */
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -28,6 +31,7 @@ const { values: args } = parseArgs({
     dup: { type: 'string', default: '0.2' },
     'on-in-progress': { type: 'string', default: 'wait' },
     store: { type: 'string', default: 'memory' },
+    table: { type: 'string' },
     seed: { type: 'string', default: String(Date.now() % 100_000) },
     quick: { type: 'boolean', default: false },
     'without-idempotency': { type: 'boolean', default: false },
@@ -51,6 +55,24 @@ const seeded = (seed: number) => () => {
 const random = seeded(Number(args.seed));
 
 const openStore = async (): Promise<{ store: IdempotencyStore; close: () => Promise<void> }> => {
+  if (args.store === 'postgres') {
+    const [{ default: pg }, { createPostgresStore, createPostgresTable }] = await Promise.all([import('pg'), import('trpc-idempotency/postgres')]);
+    const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test' });
+    pool.on('error', (error) => console.error('postgres pool error', error)); // node-postgres asks for a listener
+    // Never a table of yours: a fresh schema per run (the table's functions and sequence go with it), unless --table.
+    const schema = args.table ? undefined : `idem_demo_${randomUUID().replace(/-/g, '').slice(0, 8)}`;
+    if (schema) await pool.query(`CREATE SCHEMA ${schema}`);
+    const table = args.table ?? `${schema}.idempotency`;
+    await createPostgresTable(pool, table);
+    const store = createPostgresStore({ pool, table });
+    console.log(`postgres store: table ${table}${schema ? ` (schema ${schema} is dropped at the end)` : ''}`);
+    const close = async (): Promise<void> => {
+      await store.close();
+      if (schema) await pool.query(`DROP SCHEMA ${schema} CASCADE`);
+      await pool.end();
+    };
+    return { store, close };
+  }
   if (args.store !== 'redis') return { store: createMemoryStore(), close: async () => {} };
   const [{ Redis }, { createRedisStore }] = await Promise.all([import('ioredis'), import('trpc-idempotency/redis')]);
   const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');

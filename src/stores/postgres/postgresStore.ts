@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { PoolClient } from 'pg';
 import type { TransactionalStore } from '../../store';
 import type { PostgresStoreOptions } from './options';
@@ -44,8 +45,10 @@ export const createPostgresStore = (options: PostgresStoreOptions): PostgresStor
   const resolved = resolvePostgresStoreOptions(options);
   const { pool, table, operationTimeoutMs, leaseGraceMs, releasedTtlMs, waitPollIntervalMs } = resolved;
   const fn = functionNames(table);
-  // Prepared statement names are per connection, shared by everything using the pool: the table is part of them.
-  const statement = (op: string, text: string) => ({ name: `trpc_idem_v1_${op}:${table.table}`, text });
+  // Prepared statement names are per connection, shared by everything using the pool: the table is part of them,
+  // as a hash, since PostgreSQL keeps 63 bytes of a name and two long table names could share those.
+  const tableHash = createHash('sha256').update(table.table).digest('base64url').slice(0, 22);
+  const statement = (op: string, text: string) => ({ name: `trpc_idem_v1_${op}_${tableHash}`, text });
   const claimStatement = statement('claim', `SELECT ${fn.claim}($1, $2, $3, $4, $5, $6) AS r`);
   const renewStatement = statement('renew', `SELECT ${fn.renew}($1, $2, $3, $4) AS r`);
   const completeStatement = statement('complete', `SELECT ${fn.complete}($1, $2, $3, $4) AS r`);
