@@ -58,7 +58,11 @@ if (packed.status !== 0) {
   console.error(packed.stdout, packed.stderr);
   throw new Error('npm pack failed');
 }
-const [{ filename, files, size, unpackedSize }] = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('[')));
+// prepack's build writes to stdout too (tsup's log, in colour under CI: its escape codes hold '['): the JSON is
+// the array that starts a line with '[' followed by '{'.
+const json = /^\[\s*\{/m.exec(packed.stdout);
+if (!json) throw new Error(`npm pack printed no JSON:\n${packed.stdout}`);
+const [{ filename, files, size, unpackedSize }] = JSON.parse(packed.stdout.slice(json.index));
 const tarball = join(work, filename);
 const paths = new Set(files.map((file) => file.path));
 console.log(`packed ${filename}: ${files.length} files, ${(size / 1024).toFixed(1)} kB (${(unpackedSize / 1024).toFixed(0)} kB unpacked) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
