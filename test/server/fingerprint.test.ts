@@ -137,6 +137,7 @@ describe('fingerprintInput', () => {
     }],
     ['a ReadableStream', () => new ReadableStream()],
     ['an async iterable', () => ({ async *[Symbol.asyncIterator]() {} })],
+    ['a hand-rolled stream (an object with a pipe method)', () => ({ pipe: (destination: unknown) => destination })],
     ['an unregistered class instance', () => new (class Opaque { private readonly secret = 1; })()],
     ['a nested Blob', () => ({ file: new Blob(['x']) })],
   ])('refuses %s with an error naming the fix, instead of hashing it like {}', (_, make) => {
