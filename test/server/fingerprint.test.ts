@@ -82,6 +82,8 @@ describe('fingerprintInput', () => {
     differ({ m: new Money(1, 'EUR') }, { m: new Money(1, 'USD') });
     differ({ m: new Money(1, 'EUR') }, { m: new Money(2, 'EUR') });
     differ([new Money(1, 'EUR')], [new Money(1, 'USD')]);
+    differ(new Map([['k', new Money(1, 'EUR')]]), new Map([['k', new Money(1, 'USD')]]));
+    differ(new Map([[new Money(1, 'EUR'), 'v']]), new Map([[new Money(1, 'USD'), 'v']]));
     same({ m: new Money(1, 'EUR') }, { m: new Money(1, 'EUR') });
   });
 
@@ -128,19 +130,26 @@ describe('fingerprintInput', () => {
   });
 
   it.each([
-    ['a Blob', () => new Blob(['x'])],
-    ['a File', () => new File(['x'], 'x.txt')],
+    ['a Blob', () => new Blob(['x']), 'a Blob'],
+    ['a File', () => new File(['x'], 'x.txt'), 'a File'],
     ['a FormData with a file', () => {
       const data = new FormData();
       data.append('upload', new Blob(['x']), 'x.txt');
       return data;
-    }],
-    ['a ReadableStream', () => new ReadableStream()],
-    ['an async iterable', () => ({ async *[Symbol.asyncIterator]() {} })],
-    ['an unregistered class instance', () => new (class Opaque { private readonly secret = 1; })()],
-    ['a nested Blob', () => ({ file: new Blob(['x']) })],
-  ])('refuses %s with an error naming the fix, instead of hashing it like {}', (_, make) => {
-    expect(() => fingerprintInput(make())).toThrow(/set fingerprint to your own function/);
+    }, 'a FormData with files'],
+    ['a ReadableStream', () => new ReadableStream(), 'a ReadableStream'],
+    ['an async iterable', () => ({ async *[Symbol.asyncIterator]() {} }), 'an async iterable or stream'],
+    ['an async iterable without a prototype', () => Object.assign(Object.create(null) as object, { async *[Symbol.asyncIterator]() {} }), 'an async iterable or stream'],
+    ['a hand-rolled stream (an object with a pipe method)', () => ({ pipe: (destination: unknown) => destination }), 'an async iterable or stream'],
+    ['an unregistered class instance', () => new (class Secret { private readonly pin = 1; })(), 'a Secret'],
+    ['a nested Blob', () => ({ file: new Blob(['x']) }), 'a Blob'],
+  ])('refuses %s with INVALID_OPTION, naming what it holds and the fix, instead of hashing it like {}', (_, make, what) => {
+    expect(() => fingerprintInput(make())).toThrow(
+      expect.objectContaining({
+        code: 'INVALID_OPTION',
+        message: `trpc-idempotency: the input holds ${what}, which the default fingerprint cannot compare; set fingerprint to your own function (or false) on this procedure so a changed input cannot replay another result`,
+      }),
+    );
   });
 
   it('is a 43-character URL-safe hash that never contains the input', () => {

@@ -16,6 +16,14 @@ const marker = Symbol('golden.marker');
 superjson.registerSymbol(marker, 'golden.marker');
 const form = () => { const f = new FormData(); f.append('account', 'a1'); f.append('amount', '1'); return f; };
 const deep = (levels: number, leaf: unknown): unknown => { let v = leaf; for (let i = 0; i < levels; i++) v = { d: v }; return v; };
+const chain = (levels: number, wrap: (v: unknown) => unknown): unknown => { let v: unknown = 1; for (let i = 0; i < levels; i++) v = wrap(v); return v; };
+// Subclasses of the plain types go through superjson (only the built-ins themselves are plain data).
+class List<T> extends Array<T> {}
+class Stamp extends Date {}
+class Dict<K, V> extends Map<K, V> {}
+class Bag<T> extends Set<T> {}
+class Pattern extends RegExp {}
+class Link extends URL {}
 const CASES: [string, () => unknown][] = [
   ['string', () => 'plain'],
   ['empty string', () => ''],
@@ -52,8 +60,26 @@ const CASES: [string, () => unknown][] = [
   ['registered symbol', () => marker],
   ['Uint8Array', () => new Uint8Array([1, 2, 3])],
   ['Error', () => new Error('boom')],
-  ['65 levels (last plain depth)', () => deep(64, 1)],
-  ['66 levels (superjson path)', () => deep(65, 1)],
+  ['65 levels', () => deep(64, 1)],
+  ['66 levels (the deepest plain object)', () => deep(65, 1)],
+  // Added later; their values were computed by 0.1.0's fingerprint.ts (e4d248a) as well.
+  ['67 levels (superjson path)', () => chain(66, (d) => ({ d }))],
+  ['67 levels of lists (superjson path)', () => chain(66, (v) => [v])],
+  ['67 levels of Sets (superjson path)', () => chain(66, (v) => new Set([v]))],
+  ['67 levels of Map values (superjson path)', () => chain(66, (v) => new Map([['k', v]]))],
+  ['67 levels of Map keys (superjson path)', () => chain(66, (v) => new Map([[v, 'v']]))],
+  ['Array subclass', () => List.from([1, 'a'])],
+  ['Date subclass', () => new Stamp(1_700_000_000_000)],
+  ['Map subclass', () => new Dict([['a', 1]])],
+  ['Set subclass', () => new Bag([1, 'x'])],
+  ['RegExp subclass', () => new Pattern('a+', 'g')],
+  ['URL subclass', () => new Link('https://x.test/a')],
+  ['superjson path with undefined and a null-prototype object', () => ({
+    price: new Money(1, 'EUR'),
+    list: [undefined, 1],
+    u: undefined,
+    np: Object.assign(Object.create(null) as object, { b: 1, a: 2 }),
+  })],
 ];
 const NESTED: [string, () => unknown][] = CASES.filter(([n]) => !n.includes('levels')).map(([n, make]) => [
   n,
@@ -96,8 +122,20 @@ const GOLDEN: Record<string, string> = Object.fromEntries([
   ["top: registered symbol", "OKzCTq1GCY2bfuto-VmwqhrfGQqOF16krcNQU6RWVTA"],
   ["top: Uint8Array", "6RC7N03gsAjT48HISMMiWHPVyKMWNfDOA-S0mCGjD3E"],
   ["top: Error", "w0PWfNKnFd-TCPdlAagIYxgJy4sUtXJiefXvQa4f4OU"],
-  ["top: 65 levels (last plain depth)", "pqgicXigfiD2O--75lhGdRrijUBPwhVLoRmzz0CaqFY"],
-  ["top: 66 levels (superjson path)", "lcktEvD9_WMc0RseMJYB_Tt6eJueH40Ktl5dVoI5hkM"],
+  ["top: 65 levels", "pqgicXigfiD2O--75lhGdRrijUBPwhVLoRmzz0CaqFY"],
+  ["top: 66 levels (the deepest plain object)", "lcktEvD9_WMc0RseMJYB_Tt6eJueH40Ktl5dVoI5hkM"],
+  ["top: 67 levels (superjson path)", "DfpcBCLeXCDCSPUX9duSSpnHD9djnksrXC965ZLlLIk"],
+  ["top: 67 levels of lists (superjson path)", "ylzq8iiamcvA8w64-MwCCYDKMhM9fqNbTbWRoG-Lu_E"],
+  ["top: 67 levels of Sets (superjson path)", "nMt8LoIWB17O5sOrwNt0Hk7s7QjbUVpnI5-ciSN0qsI"],
+  ["top: 67 levels of Map values (superjson path)", "sL1fWMBvlA3rTfiBaC_RdR-n43eb_7Zt9r0266xzh1c"],
+  ["top: 67 levels of Map keys (superjson path)", "ASpnPTHdaPDhIbYLFzvY-jgyuPPA3uRzkm0lAVJYGxc"],
+  ["top: Array subclass", "y-wiEJRZTUCrNTT102xH_9jrcXMVbDB7wQJY_GF_kTQ"],
+  ["top: Date subclass", "olnZU-ObMd4jJfD4eHX6nJsW9RXGAXC-NRmOfR7NofA"],
+  ["top: Map subclass", "jq9diY96xYBRCqd-7fzhqwyXiK6sUYl9Vcpl3snZ7PA"],
+  ["top: Set subclass", "1pa5wV4Tekn-N_tjeOKeQ2cvbttD2XJhNT3ll68RJZA"],
+  ["top: RegExp subclass", "MKtw65OMGAUWNICNFMPMQBNR7iXSCDeHgHCivgrIfTw"],
+  ["top: URL subclass", "WPD-ZmiEA3kDpzIjcJv_sFWz3xbRmDoBK4b8ts3Y-e4"],
+  ["top: superjson path with undefined and a null-prototype object", "b6SD4vGjq1ezzHXWHF54Fo7MtGkXs9egcxdky4OnDwE"],
   ["nested: string", "mpdAXeRYGTtluLjE-XqilTE8A45xeWK2rSTozsfDYpw"],
   ["nested: empty string", "L_bktjRBp35tj88BvIEgyBOJNZ8eL1i45D5G_ufnn9k"],
   ["nested: escaped string", "A_nKzr8SLT4wa27DPngQFY9feBJZ2L9LQPSQg262Q78"],
@@ -133,6 +171,13 @@ const GOLDEN: Record<string, string> = Object.fromEntries([
   ["nested: registered symbol", "gzvPeIPJoCs8Vt_VEi64cT_rIEn2pGa55rhPUJVR0WQ"],
   ["nested: Uint8Array", "NOxaEK7XQXwv1rb6bFkFsHhluU0llbSqZzwiz37Tkwo"],
   ["nested: Error", "yhzAjNG7NP4DL5ib4JQEMWhOhppuC3g0mtQ-LELGw1Q"],
+  ["nested: Array subclass", "xo6jOng1kGVBzkUzVjVpvEOC-s-nndN42jpkMyf-QFc"],
+  ["nested: Date subclass", "ge0e_3_b0DxwyGvrIBKCio8a_Gp611qP8B-ZF23POP8"],
+  ["nested: Map subclass", "VmP9sBP7R9Gl2P__rYYjt1ch3mSYzNEG-dnHDOp1-bs"],
+  ["nested: Set subclass", "1VKrZRLjCV7hFlvZB1C1FCpSs1Hn7yJxqPlVgyXfoqA"],
+  ["nested: RegExp subclass", "URzyxHNpMmGioLNwOUUit4kQz3_CuzmWj-DVCizyscs"],
+  ["nested: URL subclass", "ybff3rcKKc0dVhenu39s5eAvQfP21aitFD7o__8cziI"],
+  ["nested: superjson path with undefined and a null-prototype object", "d_YTkZsiYeAGpm3m0fPB-N21iyW8_3ky8u6oVsh2duc"],
 ]);
 
 describe('fingerprintInput golden values (0.1.0)', () => {

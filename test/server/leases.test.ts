@@ -237,7 +237,9 @@ describe('createIdempotency', () => {
       await s.clock.advance(LOCK_TTL);
       const error = await late;
       expect(error.code).toBe('SERVICE_UNAVAILABLE');
-      expect(idempotencyErrorData(error)?.reason).toBe('store_unavailable');
+      expect(idempotencyErrorData(error)).toEqual({ reason: 'store_unavailable', retryAfterMs: 1000 });
+      // For the server's logs (clients get the generic store_unavailable text): why nothing ran.
+      expect((error.cause as Error).message).toMatch(/answered the claim after its 3000 ms lease could have ended; the procedure was not run/);
       expect(s.executions).toHaveLength(0);
       expect(s.spy.callsOf('release')).toHaveLength(1);
       expect(s.log.ofType('lease_lost').map((e) => e.phase)).toEqual(['claim']);
