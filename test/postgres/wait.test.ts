@@ -15,7 +15,7 @@ const countStatements = (pool: pg.Pool): Map<string, number> => {
     const query = client.query.bind(client) as (...args: unknown[]) => unknown;
     client.query = ((...args: unknown[]) => {
       const first = args[0] as { name?: string } | string;
-      const kind = typeof first === 'string' ? (first.split(' ')[0] ?? '') : (/_v1_(\w+):/.exec(first.name ?? '')?.[1] ?? '?');
+      const kind = typeof first === 'string' ? (first.split(' ')[0] ?? '') : (/_v1_([a-z]+)_/.exec(first.name ?? '')?.[1] ?? '?');
       counts.set(kind, (counts.get(kind) ?? 0) + 1);
       return query(...args);
     }) as typeof client.query;
