@@ -80,9 +80,12 @@ describe('holdLease', () => {
       const reply = deferred<LeaseOutcome>();
       s.fake.script.renew.push(reply.promise);
       s.fake.fallback.renew = new Promise(() => {}); // every later renewal never answers
-      await s.clock.advance(INTERVAL + 500); // sent at 1,000
-      reply.resolve({ status: 'ok' }); // answered at 1,500: the lease lasts until 1,000 + 3,000
+      // Sent at 1,000, answered at 2,500: the lease lasts until 1,000 + 3,000, past the 3,000 it was known to last
+      // until, although the next renewal is only sent at 3,500.
+      await s.clock.advance(2_500);
+      reply.resolve({ status: 'ok' });
       await s.clock.advance(4_000 - s.elapsed() - 1);
+      expect(s.renewedAt()).toEqual([1_000, 3_500]);
       expect(s.signal.aborted).toBe(false);
       await s.clock.advance(1);
       expect(lostWith(s.signal).message).toContain('(unreachable)');
@@ -191,9 +194,10 @@ describe('leaseSignal', () => {
     const clock = createManualClock();
     const fake = scriptedStore(clock);
     fake.script.renew.push('lost');
-    const { claim } = claimOn(clock, fake.store, { lockTtlMs: LOCK_TTL });
+    const { claim, events } = claimOn(clock, fake.store, { lockTtlMs: LOCK_TTL });
     const lease = holdLease(claim, clock.now());
     await clock.advance(INTERVAL);
+    expect(events).toEqual([{ type: 'lease_lost', phase: 'renew', path: 'orders.create', keyHash: 'key-hash' }]);
     const signal = leaseSignal(lease);
     expect(lostWith(signal).message).toContain('(lost)');
   });
