@@ -74,6 +74,18 @@ describe('completeClaim', () => {
     expect(s.times('renew')).toEqual([]);
   });
 
+  it('retries a store that says it is unavailable like any failure: only a corrupt record stops the retries', async () => {
+    const s = setup();
+    const unavailable = new IdempotencyError('STORE_UNAVAILABLE', 'the store timed out');
+    s.fake.fallback.complete = unavailable;
+    const settled = completeClaim(s.claim, s.lease, DONE);
+    await s.clock.advance(150);
+    expect(await settled).toBe('failed');
+    await s.clock.advance(400);
+    expect(s.times('complete')).toEqual([0, 50, 150, 550]);
+    expect(s.events).toEqual(Array.from({ length: 4 }, () => storeError('complete', unavailable)));
+  });
+
   it('answers the same with nobody listening for events', async () => {
     const s = setup({ listen: false });
     s.fake.script.complete.push(new Error('store down'), 'lost');
