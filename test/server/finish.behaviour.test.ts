@@ -67,9 +67,10 @@ describe('completeClaim', () => {
     const s = setup();
     const error = corrupt();
     s.fake.script.complete.push(error);
-    expect(await completeClaim(s.claim, s.lease, DONE)).toBe('corrupt');
-    expect(s.events).toEqual([storeError('complete', error)]);
+    const settled = completeClaim(s.claim, s.lease, DONE);
     await s.clock.advance(10 * LOCK_TTL);
+    expect(await settled).toBe('corrupt');
+    expect(s.events).toEqual([storeError('complete', error)]);
     expect(s.times('complete')).toEqual([0]);
     expect(s.times('renew')).toEqual([]);
   });
@@ -94,7 +95,9 @@ describe('completeClaim', () => {
     expect(await settled).toBe('lost');
     const t = setup({ listen: false });
     t.fake.script.complete.push(corrupt());
-    expect(await completeClaim(t.claim, t.lease, DONE)).toBe('corrupt');
+    const corrupted = completeClaim(t.claim, t.lease, DONE);
+    await t.clock.advance(10 * LOCK_TTL);
+    expect(await corrupted).toBe('corrupt');
     const u = setup({ listen: false });
     expect(await completeClaim(u.claim, u.lease, DONE)).toBe('ok');
   });
