@@ -223,6 +223,9 @@ describe('stopLease', () => {
     stopLease(s.lease);
     expect(s.clock.pending()).toBe(0);
     reply.resolve({ status: 'ok' });
+    await s.clock.advance(0);
+    // Not even an expiry timer for the lease the reply confirmed.
+    expect(s.clock.pending()).toBe(0);
     await s.clock.advance(10 * LOCK_TTL);
     expect(s.renewedAt()).toEqual([1_000]);
     expect(s.clock.pending()).toBe(0);
