@@ -38,6 +38,7 @@ export const scriptedStore = (clock: Clock): ScriptedStore => {
   const store: IdempotencyStore = {
     claim: () => Promise.reject(new Error('claim is not scripted')),
     wait: () => Promise.reject(new Error('wait is not scripted')),
+    recordStep: () => Promise.reject(new Error('recordStep is not scripted')),
     renew: (request) => answer('renew', request),
     complete: (request) => answer('complete', request),
     release: (request) => answer('release', request),
