@@ -83,6 +83,35 @@ const createExecution = (call: KeyedCall, { fence, takeover }: Acquired, steps: 
 // tRPC checks the marker's type only; the runtime ignores it (see trpc-v11-notes section 1).
 const MIDDLEWARE_MARKER = 'middlewareMarker' as any;
 
+/** A key used before with another input: UNPROCESSABLE_CONTENT, whatever the mode that claimed it. */
+export const refuseMismatch = (call: KeyedCall): never => {
+  const { path } = call.opts;
+  call.emit?.({ type: 'mismatch', path, keyHash: call.keyHash });
+  reportKey(call, 'mismatch');
+  throw toTRPCError(
+    new IdempotencyError('MISMATCH', `this idempotency key was already used for mutation "${path}" with a different input; use a new key for a new request`),
+  );
+};
+
+/** A key another call holds: CONFLICT, with the lease left as the retry hint, capped at `maxRetryAfterMs`. */
+export const refuseInProgress = (guard: Guard, call: KeyedCall, leaseLeftMs: number): never => {
+  const { path } = call.opts;
+  const retryAfterMs = Math.min(leaseLeftMs, guard.options.maxRetryAfterMs);
+  call.emit?.({ type: 'conflict', retryAfterMs, waitedMs: guard.now() - call.startedAt, path, keyHash: call.keyHash });
+  reportKey(call, 'in_progress', retryAfterMs);
+  throw toTRPCError(
+    new IdempotencyError('IN_PROGRESS', `a request with this idempotency key is still in progress for mutation "${path}"; retry after ${retryAfterMs} ms`, {
+      retryAfterMs,
+    }),
+  );
+};
+
+/** A claim outcome outside the store contract: claiming again would spin forever. */
+export const refuseUnknownOutcome = (call: KeyedCall, outcome: { status?: unknown }): never => {
+  reportKey(call, 'store_unavailable');
+  throw toTRPCError(new IdempotencyError('RECORD_CORRUPT', `the store returned an unknown claim outcome ${JSON.stringify(outcome.status)}`));
+};
+
 /** A completed key: its stored result, as the first call returned it. */
 export const replay = (guard: Guard, call: KeyedCall, text: string): Promise<MiddlewareResult> => {
   const { opts } = call;

@@ -9,7 +9,7 @@ import { fingerprintInput } from './fingerprint';
 import { findRequestHeaders } from './headers';
 import { keyFromHeaders, keyHeaderNames } from './key';
 import type { Guard, KeyedCall } from './keyedCall';
-import { execute, replay } from './keyedCall';
+import { execute, refuseInProgress, refuseMismatch, refuseUnknownOutcome, replay } from './keyedCall';
 import { renewInterval } from './lease';
 import type { ResolvedGlobalOptions } from './options';
 import type { StepFn, StepOptions } from './steps';
@@ -172,11 +172,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         case 'completed':
           return replay(guard, call, outcome.result);
         case 'mismatch':
-          emit?.({ type: 'mismatch', path, keyHash });
-          reportKey(call, 'mismatch');
-          throw toTRPCError(
-            new IdempotencyError('MISMATCH', `this idempotency key was already used for mutation "${path}" with a different input; use a new key for a new request`),
-          );
+          return refuseMismatch(call);
         case 'in_progress': {
           const at = now();
           if (options.onInProgress === 'wait' && at < deadline && !opts.signal?.aborted) {
@@ -189,21 +185,10 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
             }
             continue;
           }
-          const retryAfterMs = Math.min(outcome.retryAfterMs, options.maxRetryAfterMs);
-          emit?.({ type: 'conflict', retryAfterMs, waitedMs: at - startedAt, path, keyHash });
-          reportKey(call, 'in_progress', retryAfterMs);
-          throw toTRPCError(
-            new IdempotencyError('IN_PROGRESS', `a request with this idempotency key is still in progress for mutation "${path}"; retry after ${retryAfterMs} ms`, {
-              retryAfterMs,
-            }),
-          );
+          return refuseInProgress(guard, call, outcome.retryAfterMs);
         }
         default:
-          // A store outside the contract: claiming again would spin forever.
-          reportKey(call, 'store_unavailable');
-          throw toTRPCError(
-            new IdempotencyError('RECORD_CORRUPT', `the store returned an unknown claim outcome ${JSON.stringify((outcome as { status?: unknown }).status)}`),
-          );
+          return refuseUnknownOutcome(call, outcome);
       }
     }
   };

@@ -3,7 +3,7 @@ import { TRPCError } from '@trpc/server';
 import { IdempotencyError, isIdempotencyError } from '../errors';
 import type { CommitOutcome, TransactionalClaim, TransactionalStore } from '../store';
 import type { Guard, KeyedCall } from './keyedCall';
-import { replay } from './keyedCall';
+import { refuseInProgress, refuseMismatch, refuseUnknownOutcome, replay } from './keyedCall';
 import type { IdempotencyExecution, IdempotentMiddleware } from './middleware';
 import type { ResolvedGlobalOptions } from './options';
 import { reportKey } from './reporting';
@@ -82,11 +82,7 @@ export const runTransactional = async (guard: Guard, call: KeyedCall, request: T
       case 'completed':
         return replay(guard, call, outcome.result);
       case 'mismatch':
-        emit?.({ type: 'mismatch', path, keyHash });
-        reportKey(call, 'mismatch');
-        throw toTRPCError(
-          new IdempotencyError('MISMATCH', `this idempotency key was already used for mutation "${path}" with a different input; use a new key for a new request`),
-        );
+        return refuseMismatch(call);
       case 'in_progress': {
         const at = now();
         if (options.onInProgress === 'wait' && at < request.deadline && !opts.signal?.aborted) {
@@ -99,20 +95,10 @@ export const runTransactional = async (guard: Guard, call: KeyedCall, request: T
           }
           continue;
         }
-        const retryAfterMs = Math.min(outcome.retryAfterMs, options.maxRetryAfterMs);
-        emit?.({ type: 'conflict', retryAfterMs, waitedMs: at - call.startedAt, path, keyHash });
-        reportKey(call, 'in_progress', retryAfterMs);
-        throw toTRPCError(
-          new IdempotencyError('IN_PROGRESS', `a request with this idempotency key is still in progress for mutation "${path}"; retry after ${retryAfterMs} ms`, {
-            retryAfterMs,
-          }),
-        );
+        return refuseInProgress(guard, call, outcome.retryAfterMs);
       }
       default:
-        reportKey(call, 'store_unavailable');
-        throw toTRPCError(
-          new IdempotencyError('RECORD_CORRUPT', `the store returned an unknown claim outcome ${JSON.stringify((outcome as { status?: unknown }).status)}`),
-        );
+        return refuseUnknownOutcome(call, outcome);
     }
   }
 };
