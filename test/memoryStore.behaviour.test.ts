@@ -182,7 +182,7 @@ describe('createMemoryStore: making room', () => {
     await s.claim('a', 'renewed', { token: 'ra', lockTtlMs: 10_000 });
     await s.claim('b', 'crashed', { lockTtlMs: 20_000 });
     await s.store.renew({ id: 'renewed', token: 'ra', lockTtlMs: 60_000 });
-    await s.clock.advance(30_000); // 'crashed' is past its lease; 'renewed' still runs
+    await s.clock.advance(20_000); // 'crashed' has just reached the end of its lease; 'renewed' still runs
     expect((await s.claim('c', 'c0')).status).toBe('acquired');
     expect((await s.claim('a', 'renewed', { token: 'x' })).status).toBe('in_progress');
   });
@@ -192,7 +192,7 @@ describe('createMemoryStore: making room', () => {
     await s.claim('p', 'renewed', { token: 'ra', lockTtlMs: 10_000 });
     await s.claim('p', 'crashed', { lockTtlMs: 20_000 });
     await s.store.renew({ id: 'renewed', token: 'ra', lockTtlMs: 60_000 });
-    await s.clock.advance(30_000);
+    await s.clock.advance(20_000);
     expect((await s.claim('p', 'third')).status).toBe('acquired');
     expect((await s.claim('p', 'renewed', { token: 'x' })).status).toBe('in_progress');
   });
@@ -257,6 +257,100 @@ describe('createMemoryStore: making room', () => {
     expect(error.code).toBe('STORE_UNAVAILABLE');
     expect(error.message).toContain('1 records');
     expect(error.retryAfterMs).toBe(DEFAULTS.maxRetryAfterMs);
+  });
+});
+
+describe('createMemoryStore: expiry before eviction', () => {
+  it('evicts a record that expires this very millisecond before any live one', async () => {
+    const s = setup({ maxEntries: 3 });
+    await s.pay('p', 'short', { ttlMs: 1_000 });
+    await s.pay('p', 'b');
+    await s.pay('p', 'c');
+    await s.clock.advance(1_000);
+    await s.pay('p', 'd');
+    expect(await s.retry('p', 'b')).toBe('completed');
+    expect(await s.retry('p', 'c')).toBe('completed');
+  });
+});
+
+describe('createMemoryStore: a refused claim changes nothing', () => {
+  it('leaves a crashed claim in place when its takeover is refused: the next claim still takes it over, with its steps', async () => {
+    const s = setup({ maxRunningPerPartition: 1 });
+    await s.claim('a', 'k', { token: 'crashed', lockTtlMs: 1_000 });
+    await s.store.recordStep({ id: 'k', token: 'crashed', name: 'charge', text: 'ch_1', keepMs: DAY });
+    await s.claim('b', 'busy'); // 'b' is at its running cap with a live claim
+    await s.clock.advance(1_000);
+    expect((await errorOf(s.claim('b', 'k', { token: 'refused' }))).code).toBe('QUOTA_EXCEEDED');
+    const next = acquired(await s.claim('a', 'k', { token: 'next' }));
+    expect(next.takeover).toBe(true);
+    expect(Object.fromEntries(next.steps)).toEqual({ charge: 'ch_1' });
+  });
+
+  it('keeps the steps of a released key when a claim resuming it is refused', async () => {
+    const s = setup({ maxRunningPerPartition: 1 });
+    await s.claim('a', 'k', { token: 'first' });
+    await s.store.recordStep({ id: 'k', token: 'first', name: 'charge', text: 'ch_1', keepMs: DAY });
+    await s.store.release({ id: 'k', token: 'first' });
+    await s.claim('b', 'busy');
+    expect((await errorOf(s.claim('b', 'k', { token: 'refused' }))).code).toBe('QUOTA_EXCEEDED');
+    expect(Object.fromEntries(acquired(await s.claim('a', 'k', { token: 'next' })).steps)).toEqual({ charge: 'ch_1' });
+  });
+
+  it('still counts a key restored after a refused claim: it is evicted in its turn, not twice or never', async () => {
+    const s = setup({ maxEntriesPerPartition: 2, maxRunningPerPartition: 1 });
+    await s.claim('a', 'k', { token: 'first' });
+    await s.store.recordStep({ id: 'k', token: 'first', name: 'charge', text: 'ch_1', keepMs: DAY });
+    await s.store.release({ id: 'k', token: 'first' });
+    await s.claim('b', 'busy');
+    await errorOf(s.claim('b', 'k', { token: 'refused' }));
+    await s.pay('a', 'a1');
+    // 'a' holds k (released with steps, oldest) and a1; one more record evicts k, the oldest that costs a rerun.
+    await s.pay('a', 'a2');
+    expect(acquired(await s.claim('a', 'k', { token: 'next' })).steps.size).toBe(0);
+    expect(await s.retry('a', 'a2')).toBe('completed');
+  });
+});
+
+describe('createMemoryStore: steps count against the byte budget', () => {
+  const bytes = (chars: number) => 'x'.repeat(chars);
+
+  it("makes room for a step from the partition's own oldest completed records", async () => {
+    const s = setup({ maxBytesPerPartition: 30_000 });
+    await s.pay('p', 'old', { result: bytes(6_000) });
+    await s.pay('p', 'newer', { result: bytes(6_000) });
+    await s.claim('p', 'k', { token: 'owner' });
+    expect(await s.store.recordStep({ id: 'k', token: 'owner', name: 'big', text: bytes(5_000), keepMs: DAY })).toEqual({ status: 'ok' });
+    expect(await s.retry('p', 'old')).toBe('acquired');
+    expect(await s.retry('p', 'newer')).toBe('completed');
+  });
+
+  it('refuses a step that cannot fit beside live claims with QUOTA_EXCEEDED, recording nothing', async () => {
+    const s = setup({ maxBytesPerPartition: 10_000 });
+    await s.claim('p', 'k', { token: 'owner' });
+    await s.claim('p', 'other', { fingerprint: bytes(2_000) }); // about 4.5 kB, live
+    const error = await errorOf(s.store.recordStep({ id: 'k', token: 'owner', name: 'big', text: bytes(2_500), keepMs: DAY }));
+    expect(error.code).toBe('QUOTA_EXCEEDED');
+    await s.store.release({ id: 'k', token: 'owner' });
+    expect(acquired(await s.claim('p', 'k', { token: 'next' })).steps.size).toBe(0);
+  });
+
+  it('stops counting the steps once the key completes: a completed record costs its result only', async () => {
+    const s = setup({ maxBytesPerPartition: 25_000 });
+    await s.claim('p', 'k', { token: 'owner' });
+    await s.store.recordStep({ id: 'k', token: 'owner', name: 'big', text: bytes(9_000), keepMs: 1_000 });
+    await s.complete('k', { token: 'owner', result: 'done' });
+    // 18 kB of steps are gone with the completion: a 20 kB record now fits beside k without evicting it.
+    await s.pay('p', 'next', { result: bytes(10_000) });
+    expect(await s.retry('p', 'k')).toBe('completed');
+  });
+
+  it('keeps a completed record for its ttlMs only, however long its steps were to be kept', async () => {
+    const s = setup();
+    await s.claim('p', 'k', { token: 'owner' });
+    await s.store.recordStep({ id: 'k', token: 'owner', name: 'charge', text: 'ch_1', keepMs: DAY });
+    await s.complete('k', { token: 'owner', ttlMs: 1_000 });
+    await s.clock.advance(1_000);
+    expect(await s.retry('p', 'k')).toBe('acquired');
   });
 });
 
