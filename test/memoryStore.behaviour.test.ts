@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS } from '../src/constants';
 import { IdempotencyError } from '../src/errors';
@@ -410,4 +412,27 @@ describe('createMemoryStore: options', () => {
       });
     }
   }
+});
+
+describe('createMemoryStore: refused callers leave nothing behind', () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const used = (): number => {
+    gc();
+    gc();
+    return process.memoryUsage().heapUsed;
+  };
+
+  it('keeps no trace of the scopes of refused claims: minting new scopes against a full store costs no memory', async () => {
+    const s = setup({ maxEntries: 1 });
+    await s.claim('holder', 'live');
+    const refuse = async (from: number, n: number) => {
+      for (let i = from; i < from + n; i++) expect((await errorOf(s.claim(`minted-${i}`, `k${i}`))).code).toBe('STORE_UNAVAILABLE');
+    };
+    await refuse(0, 500); // warm up: code and shapes settle before measuring
+    const before = used();
+    await refuse(500, 5_000);
+    expect(used() - before).toBeLessThan(2 * 1024 * 1024);
+    expect(await s.retry('holder', 'live')).toBe('in_progress');
+  });
 });
