@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
@@ -106,6 +107,23 @@ describe('createMemoryStore: time limits are exact', () => {
     controller.abort();
     expect(await s.store.wait({ id: 'k', timeoutMs: 60_000, signal: controller.signal })).toEqual({ status: 'timeout' });
     expect(s.clock.pending()).toBe(0);
+  });
+});
+
+describe('createMemoryStore: waiters clean up after themselves', () => {
+  it("leaves no listener on the caller's signal once a waiter settles, times out or is aborted", async () => {
+    const s = setup();
+    await s.claim('p', 'k', { token: 'owner' });
+    const controller = new AbortController();
+    const listeners = () => getEventListeners(controller.signal, 'abort').length;
+    const timedOut = s.store.wait({ id: 'k', timeoutMs: 1_000, signal: controller.signal });
+    expect(listeners()).toBe(1);
+    await s.clock.advance(1_000);
+    expect(await timedOut).toEqual({ status: 'timeout' });
+    const settled = s.store.wait({ id: 'k', timeoutMs: 10_000, signal: controller.signal });
+    await s.complete('k', { token: 'owner' });
+    expect(await settled).toEqual({ status: 'settled' });
+    expect(listeners()).toBe(0);
   });
 });
 
