@@ -11,7 +11,7 @@ export default defineConfig({
   ...vitestConfig,
   test: {
     ...vitestConfig.test,
-    include: ['test/memoryStore*.test.ts', 'test/stores/*.test.ts', 'test/server/flood.http.test.ts', 'test/server/steps.test.ts'],
+    include: ['test/memoryStore*.test.ts', 'test/stores/*.test.ts', 'test/server/flood.http.test.ts', 'test/server/steps*.test.ts'],
     globalSetup: [],
   },
 });

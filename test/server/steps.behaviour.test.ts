@@ -71,6 +71,23 @@ describe('ctx.idempotency.step: names and arguments', () => {
   });
 });
 
+describe('ctx.idempotency.step: misuse', () => {
+  it('names the step and the mutation when a step name is used twice in one attempt, or after the procedure returned', async () => {
+    const s = setup();
+    let kept: IdempotencyExecution | undefined;
+    s.body(async (ctx) => {
+      kept = ctx;
+      await ctx.step('a', () => 1);
+      return ctx.step('a', () => 2);
+    });
+    const twice = await trpcErrorOf(s.call());
+    expect(idempotencyErrorData(twice)?.reason).toBe('step_duplicate');
+    expect((twice.cause as IdempotencyError).message).toContain('step "a" of mutation "order" was called twice in one attempt');
+    const late = await trpcErrorOf((kept as IdempotencyExecution).step('b', () => 1));
+    expect((late.cause as IdempotencyError).message).toContain('step "b" of mutation "order" was called after the procedure returned');
+  });
+});
+
 describe('ctx.idempotency.step: events', () => {
   it('reports a recorded step with its bytes and how long fn took, and a replayed step by name', async () => {
     const s = setup();
@@ -214,7 +231,37 @@ describe('ctx.idempotency.step: another owner recorded first', () => {
     s.body(async (ctx) => ctx.step('wire', () => ++ran, { atMostOnce: true }));
     const error = await trpcErrorOf(s.call());
     expect(idempotencyErrorData(error)?.reason).toBe('step_indeterminate');
+    expect((error.cause as IdempotencyError).message).toContain(
+      'step "wire" of mutation "order" is at-most-once and an earlier attempt started it without finishing',
+    );
     expect(ran).toBe(0);
+  });
+});
+
+describe('ctx.idempotency.step: without onEvent', () => {
+  it('records, replays, reports nothing and fails cleanly when no onEvent is given', async () => {
+    const s = setup({ onEvent: undefined });
+    let fail = true;
+    let ran = 0;
+    s.body(async (ctx) => {
+      const a = await ctx.step('a', () => ++ran);
+      if (fail) throw transient();
+      return a;
+    });
+    await trpcErrorOf(s.call());
+    fail = false;
+    expect(await s.call()).toBe(1); // replayed
+    // Recorded as not stored, and a write the store refuses or fails: each would be reported.
+    s.body(async (ctx) => ctx.step('big', () => ({ async *[Symbol.asyncIterator]() {} })));
+    await s.call('k-not-stored');
+    s.spy.override('recordStep', async () => ({ status: 'lost' }));
+    s.body(async (ctx) => ctx.step('lost', () => 1));
+    expect(idempotencyErrorData(await trpcErrorOf(s.call('k-lost')))?.reason).toBe('lease_lost');
+    s.spy.override('recordStep', async () => {
+      throw new Error('down');
+    });
+    expect(idempotencyErrorData(await trpcErrorOf(s.call('k-down')))?.reason).toBe('store_unavailable');
+    expect(s.log.events).toEqual([]);
   });
 });
 
