@@ -47,11 +47,14 @@ describe('ctx.idempotency.step: names and arguments', () => {
     s.body(async (ctx) => ctx.step(name as string, () => ++ran));
     name = 'n'.repeat(200);
     expect(await s.call('ok-200')).toBe(1);
-    for (const [i, bad] of ['n'.repeat(201), '', 'tab\there', 'nul\u0000', 'unit\u001fsep', 'del\u007f', 42].entries()) {
+    for (const [i, bad] of ['n'.repeat(201), '', 'tab\there', 'nul\u0000', 'unit\u001fsep', 'del\u007f', 42, undefined].entries()) {
       name = bad;
       const error = await trpcErrorOf(s.call(`bad-${i}`));
       expect(idempotencyErrorData(error)?.reason).toBe('invalid_option');
-      expect(error.message).toContain(`a step of mutation "order" needs a name of 1 to 200 characters without control characters, got ${JSON.stringify(bad).slice(0, 60)}`);
+      // The name is quoted, at most 60 characters of it: a hostile name is not echoed whole.
+      expect((error.cause as IdempotencyError).message).toBe(
+        `trpc-idempotency: a step of mutation "order" needs a name of 1 to 200 characters without control characters, got ${String(JSON.stringify(bad)).slice(0, 60)}`,
+      );
     }
     expect(ran).toBe(1);
   });
@@ -68,6 +71,23 @@ describe('ctx.idempotency.step: names and arguments', () => {
     const expected = createHash('sha256').update('step\nkey-hash\ncharge').digest('base64url');
     expect(stepKeyOf('key-hash', 'charge')).toBe(expected);
     expect(stepKeyOf('key-hash', 'charge')).toBe('eX0XAR_1jPrTV-WbgHOsBT9bVXW50ydAZgQWJfI641E');
+  });
+});
+
+describe('ctx.idempotency.step: steps a later attempt does not reach', () => {
+  it('reports every recorded step as unused when the next attempt calls no step at all, and completes the key', async () => {
+    const s = setup();
+    let version = 1;
+    s.body(async (ctx) => {
+      if (version === 2) return 'no steps now';
+      await ctx.step('charge', () => 1);
+      await ctx.step('email', () => true);
+      throw transient();
+    });
+    await trpcErrorOf(s.call());
+    version = 2;
+    expect(await s.call()).toBe('no steps now');
+    expect(s.log.ofType('steps_unused').map((e) => e.names)).toEqual([['charge', 'email']]);
   });
 });
 
@@ -160,6 +180,30 @@ describe('ctx.idempotency.step: when the lease or the store fails', () => {
     expect(await s.call()).toBe(2);
   });
 
+  it("passes on the store's own RECORD_CORRUPT and STORE_UNAVAILABLE as they are, with the store's retry hint", async () => {
+    for (const [code, reason] of [
+      ['RECORD_CORRUPT', 'record_corrupt'],
+      ['STORE_UNAVAILABLE', 'store_unavailable'],
+    ] as const) {
+      const s = setup();
+      s.spy.override('recordStep', async () => {
+        throw new IdempotencyError(code, 'from the store', { retryAfterMs: 250 });
+      });
+      s.body(async (ctx) => ctx.step('charge', () => 1));
+      const error = await trpcErrorOf(s.call());
+      expect(idempotencyErrorData(error)).toEqual({ reason, retryAfterMs: 250 });
+    }
+  });
+
+  it('answers any other failure of the store, even an IdempotencyError of another kind, as a store that cannot record', async () => {
+    const s = setup();
+    s.spy.override('recordStep', async () => {
+      throw new IdempotencyError('LEASE_LOST', 'odd');
+    });
+    s.body(async (ctx) => ctx.step('charge', () => 1));
+    expect(idempotencyErrorData(await trpcErrorOf(s.call()))).toEqual({ reason: 'store_unavailable', retryAfterMs: 1_000 });
+  });
+
   it('answers an unreachable store with SERVICE_UNAVAILABLE and a one-second retry hint, keeping the failure as the cause', async () => {
     const s = setup({ shouldStoreError: () => true });
     const reset = new Error('connection reset');
@@ -245,12 +289,23 @@ describe('ctx.idempotency.step: without onEvent', () => {
     let ran = 0;
     s.body(async (ctx) => {
       const a = await ctx.step('a', () => ++ran);
+      await ctx.step('declined', () => {
+        throw new TRPCError({ code: 'PAYMENT_REQUIRED', message: 'card declined' });
+      }, { storeErrors: true }).catch(() => {});
       if (fail) throw transient();
       return a;
     });
-    await trpcErrorOf(s.call());
+    expect((await trpcErrorOf(s.call())).message).toBe('mail server down');
     fail = false;
     expect(await s.call()).toBe(1); // replayed
+    // A recorded step the next attempt never reaches: unused, and reported to nobody.
+    s.body(async (ctx) => {
+      await ctx.step('old', () => 1);
+      throw transient();
+    });
+    await trpcErrorOf(s.call('k-unused'));
+    s.body(async () => 'renamed');
+    expect(await s.call('k-unused')).toBe('renamed');
     // Recorded as not stored, and a write the store refuses or fails: each would be reported.
     s.body(async (ctx) => ctx.step('big', () => ({ async *[Symbol.asyncIterator]() {} })));
     await s.call('k-not-stored');
@@ -293,6 +348,35 @@ describe('ctx.idempotency.step: errors with storeErrors', () => {
       },
     };
   };
+
+  it('gives the attempt that records an error that same error', async () => {
+    const s = setup();
+    const d = declining(s, () => new TRPCError({ code: 'PAYMENT_REQUIRED', message: 'card declined' }));
+    d.succeed();
+    expect(await s.call()).toBe('PAYMENT_REQUIRED: card declined');
+    expect(s.spy.callsOf('recordStep')).toHaveLength(1);
+  });
+
+  it('reports a recorded error with its bytes and how long fn took', async () => {
+    const s = setup();
+    s.body(async (ctx) =>
+      ctx
+        .step(
+          'charge',
+          async () => {
+            await s.clock.advance(120);
+            throw new TRPCError({ code: 'PAYMENT_REQUIRED', message: 'card declined' });
+          },
+          { storeErrors: true },
+        )
+        .catch(() => 'declined'),
+    );
+    expect(await s.call()).toBe('declined');
+    const text = (s.spy.callsOf('recordStep')[0] as { text: string }).text;
+    expect(s.log.ofType('step_recorded')).toEqual([
+      expect.objectContaining({ name: 'charge', outcome: 'error', bytes: Buffer.byteLength(text), durationMs: 120 }),
+    ]);
+  });
 
   it('replays a recorded error with its code and message', async () => {
     const s = setup();
