@@ -289,9 +289,17 @@ describe('ctx.idempotency.step: without onEvent', () => {
     let ran = 0;
     s.body(async (ctx) => {
       const a = await ctx.step('a', () => ++ran);
-      await ctx.step('declined', () => {
-        throw new TRPCError({ code: 'PAYMENT_REQUIRED', message: 'card declined' });
-      }, { storeErrors: true }).catch(() => {});
+      const declined = await ctx
+        .step(
+          'declined',
+          () => {
+            throw new TRPCError({ code: 'PAYMENT_REQUIRED', message: 'card declined' });
+          },
+          { storeErrors: true },
+        )
+        .catch((error: unknown) => error);
+      // The step's own error, recorded: not a crash while reporting it.
+      expect(declined).toMatchObject({ code: 'PAYMENT_REQUIRED', message: 'card declined' });
       if (fail) throw transient();
       return a;
     });
