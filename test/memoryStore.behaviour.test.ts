@@ -293,6 +293,63 @@ describe('createMemoryStore: expiry before eviction', () => {
   });
 });
 
+describe('createMemoryStore: the soonest expiry and the soonest lease end are found wherever they are', () => {
+  it('sweeps an expired record stored after longer-lived ones before evicting any of them', async () => {
+    const s = setup({ maxEntries: 4 });
+    await s.pay('p', 'long1', { ttlMs: 5 * DAY });
+    await s.pay('p', 'long2', { ttlMs: 3 * DAY });
+    await s.pay('p', 'long3', { ttlMs: 4 * DAY });
+    await s.pay('p', 'short', { ttlMs: 1_000 });
+    await s.clock.advance(1_000);
+    await s.pay('p', 'new');
+    for (const id of ['long1', 'long2', 'long3', 'new']) expect(await s.retry('p', id)).toBe('completed');
+  });
+
+  it("takes the crashed claim of any partition even when it was claimed after claims with longer leases", async () => {
+    const s = setup({ maxEntries: 4 });
+    await s.claim('a', 'a0', { lockTtlMs: 50_000 });
+    await s.claim('b', 'b0', { lockTtlMs: 30_000 });
+    await s.claim('c', 'c0', { lockTtlMs: 40_000 });
+    await s.claim('d', 'crashed', { lockTtlMs: 1_000 });
+    await s.clock.advance(1_000);
+    expect((await s.claim('e', 'e0')).status).toBe('acquired');
+    for (const [p, id] of [['a', 'a0'], ['b', 'b0'], ['c', 'c0']] as const) expect(await s.retry(p, id)).toBe('in_progress');
+  });
+
+  it('gives a slot at the running cap to the crashed claim of the partition even when it was claimed last', async () => {
+    const s = setup({ maxRunningPerPartition: 3 });
+    await s.claim('p', 'a', { lockTtlMs: 50_000 });
+    await s.claim('p', 'b', { lockTtlMs: 30_000 });
+    await s.claim('p', 'crashed', { lockTtlMs: 1_000 });
+    await s.clock.advance(1_000);
+    expect((await s.claim('p', 'd')).status).toBe('acquired');
+  });
+});
+
+describe('createMemoryStore: bounds are inclusive', () => {
+  // Each record below counts 512 + 2 * (id + token + result) bytes: ids 'k0'..'k9', tokens 't-k0'.., results of 494
+  // characters make exactly 1,512 bytes.
+  const exact = (i: number) => ({ result: 'x'.repeat(494), id: `k${i}` });
+
+  it('fills maxBytesPerPartition to the byte before evicting anything', async () => {
+    const s = setup({ maxBytesPerPartition: 3 * 1_512 });
+    for (let i = 0; i < 3; i++) await s.pay('p', exact(i).id, { result: exact(i).result });
+    for (let i = 0; i < 3; i++) expect(await s.claim('p', `k${i}`, { token: 'x' })).toMatchObject({ status: 'completed' });
+  });
+
+  it('fills maxBytes to the byte across partitions before evicting anything', async () => {
+    const s = setup({ maxBytes: 3 * 1_512 });
+    for (let i = 0; i < 3; i++) await s.pay(`p${i}`, exact(i).id, { result: exact(i).result });
+    for (let i = 0; i < 3; i++) expect(await s.claim(`p${i}`, `k${i}`, { token: 'x' })).toMatchObject({ status: 'completed' });
+  });
+
+  it('evicts for the first byte over maxBytes', async () => {
+    const s = setup({ maxBytes: 3 * 1_512 - 1 });
+    for (let i = 0; i < 3; i++) await s.pay('p', exact(i).id, { result: exact(i).result });
+    expect(await s.retry('p', 'k0')).toBe('acquired');
+  });
+});
+
 describe('createMemoryStore: a refused claim changes nothing', () => {
   it('leaves a crashed claim in place when its takeover is refused: the next claim still takes it over, with its steps', async () => {
     const s = setup({ maxRunningPerPartition: 1 });
