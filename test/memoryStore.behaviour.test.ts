@@ -111,6 +111,13 @@ describe('createMemoryStore: time limits are exact', () => {
 });
 
 describe('createMemoryStore: waiters clean up after themselves', () => {
+  it('answers a waiter at once, settled, when the record has expired', async () => {
+    const s = setup();
+    await s.claim('p', 'k', { lockTtlMs: 1_000 });
+    await s.clock.advance(1_000 + DEFAULTS.leaseGraceMs);
+    expect(await s.store.wait({ id: 'k', timeoutMs: 60_000 })).toEqual({ status: 'settled' });
+  });
+
   it("leaves no listener on the caller's signal once a waiter settles, times out or is aborted", async () => {
     const s = setup();
     await s.claim('p', 'k', { token: 'owner' });
@@ -222,18 +229,92 @@ describe('createMemoryStore: making room', () => {
     await s.pay('p', 'old');
     await s.claim('p', 'late', { lockTtlMs: 1_000 });
     await s.clock.advance(1_500);
-    expect(await s.complete('late', { result: 'r'.repeat(1_200) })).toEqual({ status: 'ok' });
-    expect(await s.claim('p', 'late', { token: 'x' })).toEqual({ status: 'completed', result: 'r'.repeat(1_200) });
+    // About 3.5 kB: with 'old' (0.5 kB) over the 4 kB budget, so 'old' must go.
+    expect(await s.complete('late', { result: 'r'.repeat(1_500) })).toEqual({ status: 'ok' });
+    expect(await s.claim('p', 'late', { token: 'x' })).toEqual({ status: 'completed', result: 'r'.repeat(1_500) });
+    expect(await s.retry('p', 'old')).toBe('acquired');
   });
 
   it('stores the result of an owner completing after its lease ended, when room must come from another partition', async () => {
-    const s = setup({ maxBytes: 6_000 });
+    const s = setup({ maxBytes: 6_000, reservedEntriesPerPartition: 1 });
     for (let i = 0; i < 6; i++) await s.pay('big', `b${i}`);
     await s.claim('p', 'late', { lockTtlMs: 1_000 });
     await s.clock.advance(1_500);
-    expect(await s.complete('late', { result: 'r'.repeat(1_000) })).toEqual({ status: 'ok' });
-    expect(await s.claim('p', 'late', { token: 'x' })).toEqual({ status: 'completed', result: 'r'.repeat(1_000) });
+    // About 2.9 kB: with big's 3.2 kB over the 6 kB budget, so big's oldest must go.
+    expect(await s.complete('late', { result: 'r'.repeat(1_200) })).toEqual({ status: 'ok' });
+    expect(await s.claim('p', 'late', { token: 'x' })).toEqual({ status: 'completed', result: 'r'.repeat(1_200) });
     expect(await s.retry('big', 'b5')).toBe('completed');
+  });
+
+  it('stores the result of an owner completing after its lease ended, when its own partition is the largest and the store is full', async () => {
+    const s = setup({ maxBytes: 6_000 });
+    await s.pay('other', 'o0');
+    for (let i = 0; i < 4; i++) await s.pay('p', `p${i}`);
+    await s.claim('p', 'late', { lockTtlMs: 1_000 });
+    await s.clock.advance(1_500);
+    // About 3.5 kB: 'p' would hold 5.7 kB of the 6 kB, 'other' 0.5 kB: the store is full, 'p' gives up 'p0'.
+    expect(await s.complete('late', { result: 'r'.repeat(1_500) })).toEqual({ status: 'ok' });
+    expect(await s.claim('p', 'late', { token: 'x' })).toEqual({ status: 'completed', result: 'r'.repeat(1_500) });
+    expect(await s.retry('other', 'o0')).toBe('completed');
+  });
+
+  it('tells an owner whose record has expired (lease and grace over) that it lost, and stores nothing', async () => {
+    const s = setup();
+    await s.claim('p', 'k', { token: 'owner', lockTtlMs: 1_000 });
+    await s.clock.advance(1_000 + DEFAULTS.leaseGraceMs);
+    expect(await s.complete('k', { token: 'owner' })).toEqual({ status: 'lost' });
+    expect(acquired(await s.claim('p', 'k', { token: 'next' })).takeover).toBe(false);
+  });
+
+  it('stops counting a crashed claim against the running cap once it is taken over', async () => {
+    const s = setup({ maxRunningPerPartition: 1 });
+    await s.claim('p', 'k', { token: 'crashed', lockTtlMs: 1_000 });
+    await s.clock.advance(1_000);
+    expect(acquired(await s.claim('p', 'k', { token: 'new-owner' })).takeover).toBe(true);
+    // One live claim in 'p' now, the new owner's: a second key waits for it.
+    expect((await errorOf(s.claim('p', 'j'))).code).toBe('QUOTA_EXCEEDED');
+  });
+
+  it('still gives up a crashed claim before a completed record after a refused takeover put it back', async () => {
+    const s = setup({ maxEntriesPerPartition: 2, maxRunningPerPartition: 1 });
+    await s.pay('a', 'old');
+    await s.claim('a', 'k', { token: 'crashed', lockTtlMs: 1_000 });
+    await s.claim('b', 'busy');
+    await s.clock.advance(1_000);
+    expect((await errorOf(s.claim('b', 'k', { token: 'refused' }))).code).toBe('QUOTA_EXCEEDED');
+    await s.pay('a', 'n');
+    expect(await s.retry('a', 'old')).toBe('completed');
+  });
+
+  it('lets a caller at its fair share reuse the room of its own released records', async () => {
+    const s = setup({ maxEntries: 4 });
+    await s.pay('a', 'a0');
+    await s.pay('a', 'a1');
+    await s.pay('b', 'b0');
+    await s.claim('d', 'd0');
+    await s.store.release({ id: 'd0', token: 't-d0' });
+    // Full; 'a' holds half, but would not then hold more than 'd': nobody gives up a result for 'd'.
+    expect((await s.claim('d', 'd1')).status).toBe('acquired');
+    for (const [p, id] of [['a', 'a0'], ['a', 'a1'], ['b', 'b0']] as const) expect(await s.retry(p, id)).toBe('completed');
+  });
+
+  it('makes room for a record exactly as large as maxBytesPerPartition', async () => {
+    const s = setup({ maxBytesPerPartition: 1_000 });
+    await s.pay('p', 'a');
+    // 512 + 2 * (1 + 3 + 240) = 1,000 bytes: 'a' goes.
+    expect((await s.claim('p', 'k', { fingerprint: 'f'.repeat(240) })).status).toBe('acquired');
+  });
+
+  it("never evicts a new owner's claim as the crashed claim it took over", async () => {
+    const s = setup({ maxEntries: 2 });
+    await s.claim('p', 'k', { token: 'crashed', lockTtlMs: 1_000 });
+    await s.clock.advance(1_000);
+    expect(acquired(await s.claim('p', 'k', { token: 'new-owner', lockTtlMs: 60_000 })).takeover).toBe(true);
+    await s.claim('q', 'other');
+    // Full of live claims: the newcomer is refused; nothing of the new owner's goes.
+    expect((await errorOf(s.claim('r', 'z'))).code).toBe('STORE_UNAVAILABLE');
+    expect(await s.retry('p', 'k')).toBe('in_progress');
+    expect(await s.complete('k', { token: 'new-owner' })).toEqual({ status: 'ok' });
   });
 
   it('never takes a record from a partition that would be left no larger than the claimant', async () => {
@@ -509,5 +590,16 @@ describe('createMemoryStore: refused callers leave nothing behind', () => {
     await refuse(500, 5_000);
     expect(used() - before).toBeLessThan(2 * 1024 * 1024);
     expect(await s.retry('holder', 'live')).toBe('in_progress');
+  });
+
+  it('keeps no trace of a scope once its records are gone', async () => {
+    const s = setup();
+    await s.claim('after', 'x', { lockTtlMs: DAY });
+    const before = used();
+    for (let i = 0; i < 5_000; i++) await s.pay(`scope-${i}`, `k${i}`, { result: 'r', ttlMs: 1_000 });
+    await s.clock.advance(1_000);
+    // Every claim sweeps two expired records: 2,500 claims (of one key, in progress) let all 5,000 go.
+    for (let i = 0; i < 2_500; i++) expect((await s.claim('after', 'x', { token: 'poll' })).status).toBe('in_progress');
+    expect(used() - before).toBeLessThan(2 * 1024 * 1024);
   });
 });
