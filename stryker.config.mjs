@@ -27,6 +27,7 @@ export default {
     'src/server/keyedCall.ts',
     'src/server/finish.ts',
     'src/server/lease.ts',
+    'src/server/steps.ts',
     'src/stores/**/*.ts',
     'src/client/idempotentRetry.ts',
   ],
