@@ -466,6 +466,18 @@ describe('createMemoryStore: a refused claim changes nothing', () => {
     expect(acquired(await s.claim('a', 'k', { token: 'next' })).takeover).toBe(true);
   });
 
+  it("keeps counting a scope's records after one of its claims is refused: its cap still holds", async () => {
+    const s = setup({ maxEntriesPerPartition: 2, maxRunningPerPartition: 1 });
+    await s.pay('p', 'a');
+    await s.claim('p', 'b');
+    expect((await errorOf(s.claim('p', 'c'))).code).toBe('QUOTA_EXCEEDED');
+    await s.complete('b');
+    await s.pay('p', 'c');
+    // Two records at most: 'a', the oldest, went for 'c'.
+    expect(await s.retry('p', 'c')).toBe('completed');
+    expect(await s.retry('p', 'a')).toBe('acquired');
+  });
+
   it('keeps the steps of a released key when a claim resuming it is refused', async () => {
     const s = setup({ maxRunningPerPartition: 1 });
     await s.claim('a', 'k', { token: 'first' });
