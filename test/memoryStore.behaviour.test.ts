@@ -160,6 +160,13 @@ describe('createMemoryStore: takeovers and fences', () => {
     expect(fence).toBeGreaterThan(Math.max(...fences));
   });
 
+  it('replays to a claim without a fingerprint whatever fingerprint the record has', async () => {
+    const s = setup();
+    await s.claim('p', 'k', { fingerprint: 'f' });
+    await s.complete('k');
+    expect(await s.claim('p', 'k', { token: 'x', fingerprint: '' })).toEqual({ status: 'completed', result: 'r-k' });
+  });
+
   it('hands an acquired claim no steps when the key has none', async () => {
     const s = setup();
     expect(acquired(await s.claim('p', 'k')).steps.size).toBe(0);
@@ -424,6 +431,12 @@ describe('createMemoryStore: bounds are inclusive', () => {
     for (let i = 0; i < 3; i++) expect(await s.claim(`p${i}`, `k${i}`, { token: 'x' })).toMatchObject({ status: 'completed' });
   });
 
+  it('refuses a newcomer once maxBytes is full of records other partitions keep in reserve', async () => {
+    const s = setup({ maxBytes: 3 * 1_512 });
+    for (let i = 0; i < 3; i++) await s.pay(`p${i}`, exact(i).id, { result: exact(i).result });
+    expect((await errorOf(s.claim('newcomer', 'n0'))).code).toBe('STORE_UNAVAILABLE');
+  });
+
   it('evicts for the first byte over maxBytes', async () => {
     const s = setup({ maxBytes: 3 * 1_512 - 1 });
     for (let i = 0; i < 3; i++) await s.pay('p', exact(i).id, { result: exact(i).result });
@@ -442,6 +455,27 @@ describe('createMemoryStore: a refused claim changes nothing', () => {
     const next = acquired(await s.claim('a', 'k', { token: 'next' }));
     expect(next.takeover).toBe(true);
     expect(Object.fromEntries(next.steps)).toEqual({ charge: 'ch_1' });
+  });
+
+  it('leaves a crashed claim without steps in place when its takeover is refused: the next claim is still a takeover', async () => {
+    const s = setup({ maxRunningPerPartition: 1 });
+    await s.claim('a', 'k', { token: 'crashed', lockTtlMs: 1_000 });
+    await s.claim('b', 'busy');
+    await s.clock.advance(1_000);
+    expect((await errorOf(s.claim('b', 'k', { token: 'refused' }))).code).toBe('QUOTA_EXCEEDED');
+    expect(acquired(await s.claim('a', 'k', { token: 'next' })).takeover).toBe(true);
+  });
+
+  it("keeps counting a scope's records after one of its claims is refused: its cap still holds", async () => {
+    const s = setup({ maxEntriesPerPartition: 2, maxRunningPerPartition: 1 });
+    await s.pay('p', 'a');
+    await s.claim('p', 'b');
+    expect((await errorOf(s.claim('p', 'c'))).code).toBe('QUOTA_EXCEEDED');
+    await s.complete('b');
+    await s.pay('p', 'c');
+    // Two records at most: 'a', the oldest, went for 'c'.
+    expect(await s.retry('p', 'c')).toBe('completed');
+    expect(await s.retry('p', 'a')).toBe('acquired');
   });
 
   it('keeps the steps of a released key when a claim resuming it is refused', async () => {
@@ -489,6 +523,16 @@ describe('createMemoryStore: steps count against the byte budget', () => {
     const error = await errorOf(s.store.recordStep({ id: 'k', token: 'owner', name: 'big', text: bytes(2_500), keepMs: DAY }));
     expect(error.code).toBe('QUOTA_EXCEEDED');
     await s.store.release({ id: 'k', token: 'owner' });
+    expect(acquired(await s.claim('p', 'k', { token: 'next' })).steps.size).toBe(0);
+  });
+
+  it('keeps counting the steps of a released key: room for others still comes from it', async () => {
+    const s = setup({ maxBytesPerPartition: 10_000 });
+    await s.claim('p', 'k', { token: 'owner' });
+    await s.store.recordStep({ id: 'k', token: 'owner', name: 'big', text: bytes(4_000), keepMs: DAY });
+    await s.store.release({ id: 'k', token: 'owner' });
+    // k counts about 8.6 kB with its steps: a 1.5 kB record does not fit beside it, and k (the oldest) goes.
+    await s.pay('p', 'a', { result: bytes(500) });
     expect(acquired(await s.claim('p', 'k', { token: 'next' })).steps.size).toBe(0);
   });
 
