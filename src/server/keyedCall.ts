@@ -1,7 +1,7 @@
 import { TRPCError } from '@trpc/server';
 import type { DelayQueue } from '../delayQueue';
-import { IdempotencyError } from '../errors';
-import type { ClaimOutcome, IdempotencyStore } from '../store';
+import { IdempotencyError, isIdempotencyError } from '../errors';
+import type { ClaimOutcome, IdempotencyStore, WaitOutcome, WaitRequest } from '../store';
 import type { Claim } from './claim';
 import type { IdempotencyEvent } from './events';
 import type { Settled } from './finish';
@@ -82,6 +82,26 @@ const createExecution = (call: KeyedCall, { fence, takeover }: Acquired, steps: 
 
 // tRPC checks the marker's type only; the runtime ignores it (see trpc-v11-notes section 1).
 const MIDDLEWARE_MARKER = 'middlewareMarker' as any;
+
+/** What a store failure means to the caller: the store's own errors as they are, anything else STORE_UNAVAILABLE. */
+export const storeUnavailable = (error: unknown): IdempotencyError =>
+  isIdempotencyError(error) && (error.code === 'RECORD_CORRUPT' || error.code === 'STORE_UNAVAILABLE' || error.code === 'QUOTA_EXCEEDED')
+    ? error
+    : new IdempotencyError('STORE_UNAVAILABLE', 'the idempotency store cannot be reached; the procedure was not run', {
+        cause: error,
+        retryAfterMs: 1000,
+      });
+
+/** Waits for a key in progress to settle (`onInProgress: 'wait'`); a store failure while waiting is a 503. */
+export const waitForKey = async (call: KeyedCall, wait: (request: WaitRequest) => Promise<WaitOutcome>, timeoutMs: number): Promise<void> => {
+  try {
+    await wait({ id: call.keyHash, timeoutMs, signal: call.opts.signal });
+  } catch (error) {
+    call.emit?.({ type: 'store_error', operation: 'wait', error, failedOpen: false, path: call.opts.path, keyHash: call.keyHash });
+    reportKey(call, 'store_unavailable');
+    throw toTRPCError(storeUnavailable(error));
+  }
+};
 
 /** A key used before with another input: UNPROCESSABLE_CONTENT, whatever the mode that claimed it. */
 export const refuseMismatch = (call: KeyedCall): never => {

@@ -2,14 +2,15 @@ import { randomBytes } from 'node:crypto';
 import type { TRPCMiddlewareFunction } from '@trpc/server';
 import { intervalTime } from '../clock';
 import { delayQueue } from '../delayQueue';
-import { IdempotencyError, isIdempotencyError } from '../errors';
+import type { IdempotencyError } from '../errors';
+import { isIdempotencyError } from '../errors';
 import type { ClaimOutcome, IdempotencyStore } from '../store';
 import type { IdempotencyEvent } from './events';
 import { fingerprintInput } from './fingerprint';
 import { findRequestHeaders } from './headers';
 import { keyFromHeaders, keyHeaderNames } from './key';
 import type { Guard, KeyedCall } from './keyedCall';
-import { execute, refuseInProgress, refuseMismatch, refuseUnknownOutcome, replay } from './keyedCall';
+import { execute, refuseInProgress, refuseMismatch, refuseUnknownOutcome, replay, storeUnavailable, waitForKey } from './keyedCall';
 import { renewInterval } from './lease';
 import type { ResolvedGlobalOptions } from './options';
 import type { StepFn, StepOptions } from './steps';
@@ -59,14 +60,6 @@ export type IdempotentMiddleware = TRPCMiddlewareFunction<any, any, any, Idempot
 const TOKEN_PREFIX = randomBytes(16).toString('base64url');
 let tokenCounter = 0;
 const newToken = (): string => `${TOKEN_PREFIX}.${(tokenCounter++).toString(36)}`;
-
-const storeUnavailable = (error: unknown): IdempotencyError =>
-  isIdempotencyError(error) && (error.code === 'RECORD_CORRUPT' || error.code === 'STORE_UNAVAILABLE' || error.code === 'QUOTA_EXCEEDED')
-    ? error
-    : new IdempotencyError('STORE_UNAVAILABLE', 'the idempotency store cannot be reached; the procedure was not run', {
-        cause: error,
-        retryAfterMs: 1000,
-      });
 
 /** Builds the middleware for one procedure's resolved options. */
 export const createMiddleware = (options: ResolvedGlobalOptions, store: IdempotencyStore): IdempotentMiddleware => {
@@ -176,13 +169,7 @@ export const createMiddleware = (options: ResolvedGlobalOptions, store: Idempote
         case 'in_progress': {
           const at = now();
           if (options.onInProgress === 'wait' && at < deadline && !opts.signal?.aborted) {
-            try {
-              await store.wait({ id: keyHash, timeoutMs: deadline - at, signal: opts.signal });
-            } catch (error) {
-              emit?.({ type: 'store_error', operation: 'wait', error, failedOpen: false, path, keyHash });
-              reportKey(call, 'store_unavailable');
-              throw toTRPCError(storeUnavailable(error));
-            }
+            await waitForKey(call, (request) => store.wait(request), deadline - at);
             continue;
           }
           return refuseInProgress(guard, call, outcome.retryAfterMs);

@@ -1,9 +1,9 @@
 import type { TRPCMiddlewareFunction } from '@trpc/server';
 import { TRPCError } from '@trpc/server';
-import { IdempotencyError, isIdempotencyError } from '../errors';
+import { IdempotencyError } from '../errors';
 import type { CommitOutcome, TransactionalClaim, TransactionalStore } from '../store';
 import type { Guard, KeyedCall } from './keyedCall';
-import { refuseInProgress, refuseMismatch, refuseUnknownOutcome, replay } from './keyedCall';
+import { refuseInProgress, refuseMismatch, refuseUnknownOutcome, replay, storeUnavailable as unavailable, waitForKey } from './keyedCall';
 import type { IdempotencyExecution, IdempotentMiddleware } from './middleware';
 import type { ResolvedGlobalOptions } from './options';
 import { reportKey } from './reporting';
@@ -86,13 +86,7 @@ export const runTransactional = async (guard: Guard, call: KeyedCall, request: T
       case 'in_progress': {
         const at = now();
         if (options.onInProgress === 'wait' && at < request.deadline && !opts.signal?.aborted) {
-          try {
-            await transactional.wait({ id: keyHash, timeoutMs: request.deadline - at, signal: opts.signal });
-          } catch (error) {
-            emit?.({ type: 'store_error', operation: 'wait', error, failedOpen: false, path, keyHash });
-            reportKey(call, 'store_unavailable');
-            throw toTRPCError(unavailable(error));
-          }
+          await waitForKey(call, (waitRequest) => transactional.wait(waitRequest), request.deadline - at);
           continue;
         }
         return refuseInProgress(guard, call, outcome.retryAfterMs);
@@ -208,14 +202,6 @@ const FAILURES: Record<Failure, (path: string) => string> = {
   ended: (path) =>
     `mutation "${path}" ended its transaction itself (COMMIT or ROLLBACK on ctx.idempotency.client); its result was not stored`,
 };
-
-const unavailable = (error: unknown): IdempotencyError =>
-  isIdempotencyError(error) && (error.code === 'RECORD_CORRUPT' || error.code === 'STORE_UNAVAILABLE' || error.code === 'QUOTA_EXCEEDED')
-    ? error
-    : new IdempotencyError('STORE_UNAVAILABLE', 'the idempotency store cannot be reached; the procedure was not run', {
-        cause: error,
-        retryAfterMs: 1000,
-      });
 
 /** `shouldStoreError`, where a throwing policy means "don't store". */
 const storesError = (options: ResolvedGlobalOptions, error: TRPCError): boolean => {
