@@ -7,7 +7,8 @@
  *     --outfile=.bench-out/latency.mjs && node --expose-gc .bench-out/latency.mjs [--only NAME] [--seconds S]
  *
  * `--only NAME` runs one loop for S seconds (default 10), for `perf record`; with `--profile FILE` it writes a
- * V8 CPU profile of the loop alone (50 us sampling), for Chrome DevTools or a script.
+ * V8 CPU profile of the loop alone (50 us sampling), for Chrome DevTools or a script; with `--heap FILE` a sampled
+ * allocation profile of it (every 1 KiB).
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -75,8 +76,11 @@ const main = async (): Promise<void> => {
       await server.admin.config('RESETSTAT');
       const profile = valueOf('--profile');
       const session = profile ? await startProfile() : undefined;
+      const heap = valueOf('--heap');
+      const heapSession = heap ? await startHeapSampling() : undefined;
       const m = await window(loop, seconds * 1000, server.admin);
       if (session && profile) await stopProfile(session, profile);
+      if (heapSession && heap) await stopHeapSampling(heapSession, heap);
       console.log(`${only}: ${format(m)}`);
       // Redis' own accounting: microseconds per command (a script's time includes the commands it runs).
       for (const line of (await server.admin.info('commandstats')).split('\r\n')) {
@@ -150,6 +154,21 @@ const startProfile = async (): Promise<Session> => {
 
 const stopProfile = async (session: Session, file: string): Promise<void> => {
   const { profile } = await session.post('Profiler.stop');
+  writeFileSync(file, JSON.stringify(profile));
+  session.disconnect();
+};
+
+/** Allocation sampling (`--heap FILE`): which functions allocate, sampled every 1 KiB. */
+const startHeapSampling = async (): Promise<Session> => {
+  const session = new Session();
+  session.connect();
+  await session.post('HeapProfiler.enable');
+  await session.post('HeapProfiler.startSampling', { samplingInterval: 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  return session;
+};
+
+const stopHeapSampling = async (session: Session, file: string): Promise<void> => {
+  const { profile } = await session.post('HeapProfiler.stopSampling');
   writeFileSync(file, JSON.stringify(profile));
   session.disconnect();
 };

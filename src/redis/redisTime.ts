@@ -16,8 +16,9 @@ import { keySlot } from './slot';
  * later, in Redis time, than the moment the store fails the claim's callers: an estimate that is off makes Redis
  * refuse claims (STORE_UNAVAILABLE, retryable), never run one late. (A Redis clock that steps back breaks this,
  * as it breaks leases: both assume Redis' clock never goes backwards.) Samples cost nothing on the way (one TIME
- * inside the script per run); only a node with no recent sample costs a probe first: one claim run that claims
- * nothing (`notAfterMs` 0), at a store's first claim and after a minute without claims.
+ * inside the script, in every run that acquires a key or meets one in progress; a run of replays reads no clock
+ * and brings no sample); only a node with no recent sample costs a probe first: one claim run that claims
+ * nothing (`notAfterMs` 0), at a store's first claim and after a minute without claims that needed the clock.
  *
  * @returns a `RunScript` for the claim script that fills in ARGV[2] (notAfterMs) and strips the time off the reply.
  */
@@ -41,7 +42,9 @@ export const createClaimRunner = (client: Redis | Cluster, run: RunScript, timeo
     const sentAt = performance.now();
     const reply = await run('claim', keys, sent);
     if (Array.isArray(reply) && reply.length === keys.length + 1) {
-      learn(estimates, nodeOf(keys[0] ?? ''), { redisMs: Number(reply.pop()) / 1000, sentAt });
+      // '' when the run never read the clock (a run of replays): nothing to learn.
+      const time: unknown = reply.pop();
+      if (time !== '') learn(estimates, nodeOf(keys[0] ?? ''), { redisMs: Number(time) / 1000, sentAt });
     }
     return reply;
   };

@@ -18,10 +18,11 @@ export interface MonitoredCommand {
 
 export interface RedisMonitor {
   /**
-   * Runs `action` and returns every command Redis received meanwhile from clients (not from inside Lua), minus
-   * connection handshakes (HELLO, CLIENT, INFO, SELECT) and the monitor's own markers.
+   * Runs `action` and returns every command Redis received meanwhile from clients (not from inside Lua, unless
+   * `lua: true`: then the commands scripts ran too, `source` 'lua'), minus connection handshakes (HELLO, CLIENT,
+   * INFO, SELECT) and the monitor's own markers.
    */
-  record(action: () => Promise<unknown>): Promise<MonitoredCommand[]>;
+  record(action: () => Promise<unknown>, options?: { lua?: boolean }): Promise<MonitoredCommand[]>;
   stop(): Promise<void>;
 }
 
@@ -54,12 +55,12 @@ export const startMonitor = async (url: string): Promise<RedisMonitor> => {
   };
   await flush();
   return {
-    record: async (action) => {
+    record: async (action, options) => {
       await flush();
       seen = [];
       await action();
       await flush();
-      return seen.filter((command) => command.source !== 'lua' && !HANDSHAKE.has(command.name));
+      return seen.filter((command) => (options?.lua || command.source !== 'lua') && !HANDSHAKE.has(command.name));
     },
     stop: async () => {
       socket.destroy();

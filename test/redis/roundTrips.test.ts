@@ -44,6 +44,30 @@ describe('createRedisStore round trips', () => {
     expect(duplicate.map((c) => c.name)).toEqual(['evalsha']);
   });
 
+  it("runs a replay's script without reading Redis' clock (HMGET and PTTL only); a fresh claim reads it once", async () => {
+    const done = randomUUID();
+    const doneToken = randomUUID();
+    await claim(done, doneToken);
+    await store.complete({ id: done, token: doneToken, result: 'r', ttlMs: 60_000 });
+    const replay = await monitor.record(() => claim(done), { lua: true });
+    expect(replay.map((c) => c.name)).toEqual(['evalsha', 'hmget', 'pttl']);
+
+    const fresh = await monitor.record(() => claim(randomUUID()), { lua: true });
+    expect(fresh.filter((c) => c.name === 'time')).toHaveLength(1);
+    expect(fresh.filter((c) => c.source !== 'lua').map((c) => c.name)).toEqual(['evalsha']);
+  });
+
+  it('keeps taking fresh keys after a run of replays (a replay brings no clock sample, and none is made up)', async () => {
+    const done = randomUUID();
+    const doneToken = randomUUID();
+    await claim(done, doneToken);
+    await store.complete({ id: done, token: doneToken, result: 'r', ttlMs: 60_000 });
+    for (let i = 0; i < 5; i++) expect((await claim(done)).status).toBe('completed');
+    // A made-up sample (Redis time 0) would put every deadline in the past: the claim would come back too late.
+    const fresh = await monitor.record(async () => expect((await claim(randomUUID())).status).toBe('acquired'));
+    expect(fresh.map((c) => c.name)).toEqual(['evalsha']);
+  });
+
   it('costs 1 command per renew and per release', async () => {
     const id = randomUUID();
     const token = randomUUID();

@@ -5,7 +5,7 @@
 
   KEYS[1..n]   record keys, "<keyPrefix><prefix>{<id>}" (all in one hash slot on a cluster)
   ARGV[1]      graceMs    how long an in-progress record outlives its lease (crashed owners get cleaned up)
-  ARGV[2]      notAfterMs Redis time (ms) after which the run claims nothing: by then the sender has given up
+  ARGV[2]      notAfterMs Redis time (ms) after which the run takes no key: by then the sender has given up
                on it (operationTimeoutMs), so a claim stalled in the socket or resent after a reconnect
                must not take a key nobody will run ("0": a probe that only reads Redis' clock)
   then per record i, at ARGV[3i], ARGV[3i+1], ARGV[3i+2]:
@@ -25,20 +25,30 @@
     "M"                       mismatch: stored and requested fingerprints are both non-empty and differ
                               (also on a released record with steps: another input never resumes them)
     "X" .. reason             corrupt: the key holds something this store did not write (left untouched)
-    "T"                       too late: Redis time was past notAfterMs; nothing was read or written
-  and string n + 1: Redis time of the run in microseconds (the store's estimate of Redis' clock).
+    "T"                       too late: Redis time was past notAfterMs when the record would have been
+                              acquired or reported in progress; nothing was written (a completed,
+                              mismatched or corrupt record is answered as such: reading is harmless)
+  and string n + 1: Redis time of the run in microseconds (the store's estimate of Redis' clock), or ""
+  when the run never needed the clock (every record completed, mismatched or corrupt: TIME costs a replay
+  ~15% of its script time); a probe (notAfterMs "0") always reads it.
 
   Timeline of one key (Redis time):
     absent/released ---claim A---> p(A, lease L) ---complete A---> c (replayed until TTL)
                                        |  L passes, nobody else came: A may still renew/complete
                                        +--- claim B after L ---> p(B), fence grows, A is "lost"
 
-  Commands per record: absent HMGET + EXISTS + HSET + PEXPIRE; completed HMGET + PTTL; plus one TIME per run.
+  Commands per record: absent HMGET + EXISTS + HSET + PEXPIRE; completed HMGET + PTTL; plus one TIME per run
+  that acquires a key or meets one in progress (none for a run of replays).
 ]]
 -- @include record
 
 local graceMs = tonumber(ARGV[1])
 local notAfterMs = tonumber(ARGV[2])
+
+-- Past the sender's deadline: take nothing (reads TIME on first use, once per run).
+local function late()
+  return nowMicros() > notAfterMs * 1000
+end
 
 local function claim(key, token, fingerprint, lockTtlMs)
   local rec, reason = loadRecord(key)
@@ -54,6 +64,7 @@ local function claim(key, token, fingerprint, lockTtlMs)
       return 'C' .. (ttl >= 0 and fmt(ttl) or '') .. ':' .. rec.r
     elseif rec.s == 'p' then
       if differs then return 'M' end
+      if late() then return 'T' end
       local nowMs = math.floor(nowMicros() / 1000)
       if rec.e > nowMs then return 'I' .. fmt(rec.e - nowMs) end
       takeover = '1'
@@ -62,6 +73,7 @@ local function claim(key, token, fingerprint, lockTtlMs)
     if rec.k and differs then return 'M' end
   end
 
+  if late() then return 'T' end
   -- The fence outgrows both the previous fence and Redis' clock, so it keeps growing after the record
   -- expired and vanished (assumes Redis' clock never goes backwards).
   local nowUs = nowMicros()
@@ -80,14 +92,14 @@ local function claim(key, token, fingerprint, lockTtlMs)
 end
 
 local out = {}
-local nowUs = nowMicros()
-if nowUs > notAfterMs * 1000 then
+if notAfterMs == 0 then
   for i = 1, #KEYS do out[i] = 'T' end
-else
-  for i = 1, #KEYS do
-    local a = 3 * i
-    out[i] = claim(KEYS[i], ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]))
-  end
+  out[#KEYS + 1] = fmt(nowMicros())
+  return out
 end
-out[#KEYS + 1] = fmt(nowUs)
+for i = 1, #KEYS do
+  local a = 3 * i
+  out[i] = claim(KEYS[i], ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]))
+end
+out[#KEYS + 1] = clockUs and fmt(clockUs) or ''
 return out

@@ -57,11 +57,13 @@ local function loadRecord(key)
     if redis.call('EXISTS', key) == 0 then return false end
     return nil, 'is a hash without a schema version field'
   end
-  local rec = { s = h[2], t = h[3], f = h[4], n = digits(h[5]), e = digits(h[6]), r = h[7], k = digits(h[8]) }
+  local rec = { s = h[2], t = h[3], f = h[4], n = digits(h[5]), r = h[7], k = digits(h[8]) }
   if type(rec.t) ~= 'string' or type(rec.f) ~= 'string' or rec.n == nil then
     return nil, 'misses token or fingerprint, or its fence is not a whole number'
   end
   if rec.s == 'p' then
+    -- The lease end is read only while in progress (stale otherwise: see field e above).
+    rec.e = digits(h[6])
     if rec.e == nil then return nil, 'is in progress without a whole-number lease end' end
   elseif rec.s ~= 'c' and rec.s ~= 'r' then
     return nil, 'has unknown state ' .. tostring(rec.s)
