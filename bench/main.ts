@@ -151,7 +151,7 @@ const main = async (): Promise<void> => {
   } finally {
     await cleanup();
   }
-  if (!args.only) await runExtraSections(EXTRA_SECTIONS, { quick: args.quick, out: args.out ?? DEFAULT_OUT });
+  if (!args.only && args.sections) await runExtraSections(EXTRA_SECTIONS, { quick: args.quick, out: args.out ?? DEFAULT_OUT });
 };
 
 // ---- internal helpers ----
@@ -215,14 +215,17 @@ interface Args {
   check: boolean;
   out: string | undefined;
   only: StoreKind | ExtraSection | undefined;
+  /** `false` with `--no-sections`: the main table only (no PostgreSQL and step sections after it). */
+  sections: boolean;
 }
 
 const parseArgs = (argv: string[]): Args => {
-  const args: Args = { quick: false, check: true, out: undefined, only: undefined };
+  const args: Args = { quick: false, check: true, out: undefined, only: undefined, sections: true };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--quick') args.quick = true;
     else if (arg === '--no-check') args.check = false;
+    else if (arg === '--no-sections') args.sections = false;
     else if (arg === '--out') {
       args.out = argv[++i];
       if (args.out === undefined || args.out.startsWith('--')) throw new Error('bench: --out takes a file name');
@@ -231,7 +234,7 @@ const parseArgs = (argv: string[]): Args => {
       const only = argv[++i];
       if (only !== 'memory' && only !== 'redis' && !isExtraSection(only)) throw new Error('bench: --only takes memory, redis, postgres or steps');
       args.only = only;
-    } else throw new Error(`bench: unknown argument ${String(arg)} (use --quick, --no-check, --out FILE, --only memory|redis|postgres|steps)`);
+    } else throw new Error(`bench: unknown argument ${String(arg)} (use --quick, --no-check, --no-sections, --out FILE, --only memory|redis|postgres|steps)`);
   }
   return args;
 };

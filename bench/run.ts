@@ -9,6 +9,7 @@
  *   npm run bench -- --out FILE     where the JSON goes (default .bench-out/results.json)
  *   npm run bench -- --only memory  only the memory-store rows (or --only redis)
  *   npm run bench -- --only postgres  only the PostgreSQL rows (or --only steps: durable steps); a full run ends with both
+ *   npm run bench -- --no-sections    the memory and Redis table only, without those two sections
  *   npm run bench -- --tsx          run the sources through tsx instead of a bundle (slower, see below)
  *   npm run bench -- --repeat N     N processes one after another, merged (see merge.ts); verdicts on the merge
  *
