@@ -58,6 +58,14 @@ describe('the Idempotency-Status of a key', () => {
     expect(answer.message).toMatch(/mutation "pay" ran, but its lease on this idempotency key was lost/);
   });
 
+  it("is 'store_unavailable' when the store fails to claim the key, and nothing runs", async () => {
+    const s = setup({ claim: () => Promise.reject(new Error('store down')) });
+    const answer = await s.call('pay', 'k-down');
+    expect(answer).toMatchObject({ status: 503, key: 'store_unavailable' });
+    expect(answer.message).toMatch(/the procedure was not run/);
+    expect(s.runs()).toBe(0);
+  });
+
   it("is 'store_unavailable' when the store fails while storing the result", async () => {
     const s = setup({ complete: () => Promise.reject(new Error('store down')) });
     const failed = s.call('pay', 'k-failed');

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
+import { TRPCError } from '@trpc/server';
 import { describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { createIdempotency, createMemoryStore } from '../../src/index';
@@ -222,6 +223,19 @@ describe('createIdempotency', () => {
       await caller({ headers: { 'idempotency-key': 'ignored' } }).create({ n: 1 });
       expect(runs.create).toBe(2);
       expect(seen).toEqual([null, null]);
+      expect(spy.calls).toHaveLength(0);
+    });
+
+    it("passes on the app's own error from getKey as it is (UNAUTHORIZED stays UNAUTHORIZED), and runs nothing", async () => {
+      const { caller, runs, spy } = setup({
+        getKey: () => {
+          throw new TRPCError({ code: 'UNAUTHORIZED', message: 'sign in to pay' });
+        },
+      });
+      const error = await trpcErrorOf(caller({ headers: { 'idempotency-key': 'k1' } }).create({ n: 1 }));
+      expect(error.code).toBe('UNAUTHORIZED');
+      expect(error.message).toBe('sign in to pay');
+      expect(runs.create).toBe(0);
       expect(spy.calls).toHaveLength(0);
     });
 

@@ -1,3 +1,4 @@
+import { TRPCError } from '@trpc/server';
 import superjson from 'superjson';
 import { describe, expect, it } from 'vitest';
 import { createIdempotency, createMemoryStore } from '../../src/index';
@@ -91,6 +92,43 @@ describe('createIdempotency', () => {
       const error = await trpcErrorOf(api().echo({ account: 'B', note: 'x' }));
       expect(error.code).toBe('UNPROCESSABLE_CONTENT');
       expect(runs()).toBe(1);
+    });
+
+    it('replays, once a deploy turns the fingerprint off, the keys stored while inputs were compared', async () => {
+      const t = createT();
+      const clock = createManualClock();
+      const store = createMemoryStore({ clock });
+      let runs = 0;
+      const deploy = (perProcedure: { fingerprint: boolean }) => {
+        const { idempotent } = createIdempotency<TestContext>({ store, clock });
+        const router = t.router({
+          echo: t.procedure
+            .use(idempotent(perProcedure))
+            .input((raw: unknown) => raw)
+            .mutation(({ input }) => ({ input, run: ++runs })),
+        });
+        return t.createCallerFactory(router)({ headers: { 'idempotency-key': 'k1' } });
+      };
+      const first = await deploy({ fingerprint: true }).echo({ amount: 1 });
+      // The retry reaches the new version with an input that changed on the way (a client-side timestamp, say).
+      const retry = await deploy({ fingerprint: false }).echo({ amount: 1, sentAt: 2 });
+      expect(retry).toEqual(first);
+      expect(runs).toBe(1);
+    });
+
+    it("passes on the app's own error from a fingerprint function as it is, and runs nothing", async () => {
+      const { api, runs, log } = setup({
+        fingerprint: (raw) => {
+          const { account } = raw as { account?: string };
+          if (account === undefined) throw new TRPCError({ code: 'BAD_REQUEST', message: 'an order needs an account' });
+          return account;
+        },
+      });
+      const error = await trpcErrorOf(api().echo({ note: 'x' }));
+      expect(error.code).toBe('BAD_REQUEST');
+      expect(error.message).toBe('an order needs an account');
+      expect(runs()).toBe(0);
+      expect(log.ofType('claimed')).toHaveLength(0);
     });
   });
 
