@@ -98,14 +98,19 @@ describe('the transactional capability of the PostgreSQL store', () => {
   });
 
   it('rejects STORE_UNAVAILABLE saying to create the table when its functions are missing, and leaves the pool clean', async () => {
-    const pool = connectPool({ max: 1 });
+    // Two connections: a waiter listens on one of them.
+    const pool = connectPool({ max: 2 });
     const store = createPostgresStore({ pool, table: randomTable(), sweepIntervalMs: 0 });
     try {
       const error = await rejectionOf(store.transactional.begin(claimOf()));
       expect(isIdempotencyError(error) && error.code, String(error)).toBe('STORE_UNAVAILABLE');
       expect((error as Error).message).toMatch(/^trpc-idempotency: postgres begin failed: .*create the table first: createPostgresTable/);
-      // The aborted transaction did not go back to the pool: its only connection runs the next statement.
+      // The aborted transaction did not go back to the pool: the next statement runs.
       expect((await pool.query<{ n: number }>('SELECT 1 AS n')).rows).toEqual([{ n: 1 }]);
+      // A waiter's read says the same.
+      const waitError = await rejectionOf(store.transactional.wait({ id: randomUUID(), timeoutMs: 5000 }));
+      expect(isIdempotencyError(waitError) && waitError.code, String(waitError)).toBe('STORE_UNAVAILABLE');
+      expect((waitError as Error).message).toMatch(/^trpc-idempotency: postgres peek failed: .*create the table first: createPostgresTable/);
     } finally {
       await store.close();
       await pool.end();
@@ -230,9 +235,12 @@ describe('the transactional capability of the PostgreSQL store', () => {
       const { transaction } = await acquire(store);
       const pid = await backendPid(transaction.client);
       const aborted = once(transaction.signal, 'abort');
+      const ended = new Promise((resolve) => transaction.client.once('end', resolve));
       await pool.query('SELECT pg_terminate_backend($1)', [pid]);
       await aborted;
       expect(transaction.signal.reason).toMatchObject({ code: '57P01' });
+      // The socket's close follows (node-postgres reports it as an error too): the server's reason is kept.
+      await ended;
       const outcome = await transaction.commit({ result: 'r', ttlMs: 60_000, discardWrites: false });
       expect(outcome).toEqual({ status: 'rolled_back', reason: 'connection_lost', error: transaction.signal.reason });
     } finally {
