@@ -5,8 +5,8 @@ import pg from 'pg';
 import type { PoolConfig } from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { createIdempotency, idempotencyErrorData } from '../../src/index';
-import type { IdempotencyEvent, IdempotencyOptions, TransactionalExecution } from '../../src/index';
+import { createIdempotency, createMemoryStore, idempotencyErrorData } from '../../src/index';
+import type { IdempotencyEvent, IdempotencyOptions, TransactionalExecution, TransactionalStore } from '../../src/index';
 import { isIdempotencyError } from '../../src/errors';
 import type { ClaimRequest, TransactionalClaim } from '../../src/store';
 import { createPostgresStore, createPostgresTable } from '../../src/stores/postgres';
@@ -320,13 +320,14 @@ interface BodyArgs {
 interface AppSetup {
   store?: Partial<PostgresStoreOptions>;
   idempotency?: Omit<IdempotencyOptions<AppContext>, 'store'>;
-  /** A middleware inside the idempotent one that forgets `return next()`. */
-  forgetful?: boolean;
+  /** `false`: no `onEvent` listener (the default configuration). */
+  events?: false;
 }
 
 /**
  * A tRPC app whose `order` mutation runs `body` in the transactional mode, on a fresh table of the shared server,
- * called directly (`call`) or over HTTP (`post`, with the status report).
+ * called directly (`call`) or over HTTP (`post`, with the status report). Inside the idempotent middleware sits one
+ * that forgets `return next()` for the item 'forgetful'. `begins` counts the claims sent.
  */
 const appOf = async (body: (args: BodyArgs) => Promise<unknown>, setup: AppSetup = {}) => {
   const pool = connectPool();
@@ -338,9 +339,21 @@ const appOf = async (body: (args: BodyArgs) => Promise<unknown>, setup: AppSetup
   const events: IdempotencyEvent[] = [];
   let runs = 0;
   const t = initTRPC.context<AppContext>().create();
-  const { idempotent } = createIdempotency<AppContext, PostgresStore>({ store, onEvent: (event) => events.push(event), ...setup.idempotency });
-  const inner = t.middleware(async ({ next }) => {
-    if (setup.forgetful) {
+  let begins = 0;
+  const counted: PostgresStore = {
+    ...store,
+    transactional: {
+      begin: (request) => {
+        begins++;
+        return store.transactional.begin(request);
+      },
+      wait: (request) => store.transactional.wait(request),
+    },
+  };
+  const onEvent = setup.events === false ? undefined : (event: IdempotencyEvent) => void events.push(event);
+  const { idempotent } = createIdempotency<AppContext, PostgresStore>({ store: counted, onEvent, ...setup.idempotency });
+  const inner = t.middleware(async ({ next, input }) => {
+    if ((input as { item?: unknown }).item === 'forgetful') {
       await next();
       return undefined as never;
     }
@@ -363,6 +376,7 @@ const appOf = async (body: (args: BodyArgs) => Promise<unknown>, setup: AppSetup
     store,
     events,
     runs: () => runs,
+    begins: () => begins,
     call: (key: string, item = 'x') => router.createCaller({ headers: { 'idempotency-key': key } }).order({ item }),
     /** The call over HTTP: its status code and what Idempotency-Status says of its key. */
     post: async (key: string, item = 'x'): Promise<{ status: number; report: unknown }> => {
@@ -542,7 +556,7 @@ describe('idempotent({ transactional: true }): answers', () => {
   });
 
   it.each([
-    ['a numeric code (a gRPC status)', () => Object.assign(new Error('14 UNAVAILABLE: upstream'), { code: 14 })],
+    ['a numeric code (MongoDB’s duplicate key, 11000)', () => Object.assign(new Error('E11000 duplicate key error'), { code: 11000 })],
     ['a null cause', () => new Error('upstream', { cause: null })],
     [
       'a cause that loops back',
@@ -633,8 +647,11 @@ describe('idempotent({ transactional: true }): answers', () => {
       const key = randomUUID();
       const first = app.call(key);
       await inside.promise;
+      const before = app.begins();
       const error = await trpcErrorOf(app.call(key));
       expect(error.code).toBe('CONFLICT');
+      // It claimed on arrival and once more when its wait ended: waiting sends no claims in between.
+      expect(app.begins() - before).toBe(2);
       hold.resolve();
       expect(await first).toEqual({ item: 'x' });
       expect(app.runs()).toBe(1);
@@ -692,15 +709,15 @@ describe('idempotent({ transactional: true }): answers', () => {
   });
 
   it('frees the key and keeps nothing when a middleware inside it forgets `return next()`', async () => {
-    const app = await appOf(insertItem, { forgetful: true });
+    const app = await appOf(insertItem);
     try {
       const key = randomUUID();
-      const error = await trpcErrorOf(app.call(key));
+      const error = await trpcErrorOf(app.call(key, 'forgetful'));
       expect(error.code).toBe('INTERNAL_SERVER_ERROR');
       expect(error.message).toMatch(/did you forget to `return next\(\)`/);
       expect(await app.count()).toBe(0);
       expect(app.events.filter((e) => e.type === 'released')).toMatchObject([{ code: 'INTERNAL_SERVER_ERROR' }]);
-      await trpcErrorOf(app.call(key));
+      await trpcErrorOf(app.call(key, 'forgetful'));
       expect(app.runs()).toBe(2);
     } finally {
       await app.close();
@@ -721,6 +738,58 @@ describe('idempotent({ transactional: true }): answers', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('idempotent({ transactional: true }) without an onEvent listener (the default)', () => {
+  it('answers every outcome as with one: released, not stored, a failed COMMIT, a forgotten next()', async () => {
+    const app = await appOf(
+      async (args) => {
+        if (args.item === 'transient') throw new TRPCError({ code: 'INTERNAL_SERVER_ERROR', message: 'try later' });
+        if (args.item === 'deferred') await args.tx.client.query(`INSERT INTO ${checked} (v) VALUES (1), (1)`);
+        return { ...(await insertItem(args)), blob: args.item === 'big' ? 'y'.repeat(500) : '' };
+      },
+      { events: false, idempotency: { maxResultBytes: 100 } },
+    );
+    const checked = `${app.table}_checked`;
+    await app.pool.query(deferredUniqueSql(checked));
+    try {
+      expect(await app.call(randomUUID(), 'ok')).toEqual({ item: 'ok', blob: '' });
+      expect((await trpcErrorOf(app.call(randomUUID(), 'transient'))).message).toBe('try later');
+      expect(await app.call(randomUUID(), 'big')).toMatchObject({ item: 'big' });
+      expect((await trpcErrorOf(app.call(randomUUID(), 'deferred'))).message).toMatch(/was aborted by a failed statement/);
+      expect((await trpcErrorOf(app.call(randomUUID(), 'forgetful'))).message).toMatch(/did you forget to `return next\(\)`/);
+      expect(await app.count()).toBe(2);
+    } finally {
+      await app.pool.query(`DROP TABLE IF EXISTS ${checked}`);
+      await app.close();
+    }
+  });
+});
+
+describe('idempotent({ transactional: true }) on a store of your own', () => {
+  it('answers a claim outcome outside the contract INTERNAL_SERVER_ERROR (RECORD_CORRUPT) without running or claiming again', async () => {
+    const inner = createMemoryStore();
+    let begins = 0;
+    const store: TransactionalStore = {
+      ...inner,
+      transactional: {
+        begin: async () => {
+          begins++;
+          return { status: 'paused' } as never;
+        },
+        wait: (request) => inner.wait(request),
+      },
+    };
+    const t = initTRPC.context<AppContext>().create();
+    const { idempotent } = createIdempotency<AppContext>({ store });
+    let ran = 0;
+    const router = t.router({ order: t.procedure.use(idempotent({ transactional: true })).mutation(() => ++ran) });
+    const error = await trpcErrorOf(router.createCaller({ headers: { 'idempotency-key': 'k' } }).order());
+    expect(error.code).toBe('INTERNAL_SERVER_ERROR');
+    expect(isIdempotencyError(error.cause) && error.cause.code).toBe('RECORD_CORRUPT');
+    expect(error.cause).toHaveProperty('message', 'trpc-idempotency: the store returned an unknown claim outcome "paused"');
+    expect({ ran, begins }).toEqual({ ran: 0, begins: 1 });
   });
 });
 
