@@ -42,10 +42,8 @@ export const createPostgresTransactional = (
     pool,
     channel,
     peek: async (id) => {
-      const result = await withClient(pool, operationTimeoutMs, (client) =>
-        client.query<{ r: string }>(`SELECT ${fn.txPeek}(${client.escapeLiteral(id)}, ${BUSY_RETRY_MS}) AS r`),
-      );
-      return parsePeekReply(String(result.rows[0]?.r), where(id));
+      const row = await queryOnce(pool, operationTimeoutMs, (client) => `SELECT ${fn.txPeek}(${client.escapeLiteral(id)}, ${BUSY_RETRY_MS}) AS r`);
+      return parsePeekReply(String(row?.r), where(id));
     },
     pollIntervalMs: waitPollIntervalMs,
     operationTimeoutMs,
@@ -70,7 +68,7 @@ export const createPostgresTransactional = (
       ].join(', ')}) AS r`,
       `SAVEPOINT ${SAVEPOINT}`,
     ].join(';\n');
-    let row: { r?: unknown; x?: unknown } | undefined;
+    let row: Row | undefined;
     try {
       row = rowOf(await tx.query(text, operationTimeoutMs));
     } catch (error) {
@@ -286,25 +284,31 @@ const checkout = (pool: Pool, timeoutMs: number): Promise<PoolClient> =>
     );
   });
 
-/** One query on a connection of its own (checkout included, bounded), for the waiters' reads. */
-const withClient = async <T>(pool: Pool, timeoutMs: number, run: (client: PoolClient) => Promise<T>): Promise<T> => {
+/**
+ * One statement on a connection of its own, for the waiters' reads: the checkout and the query are each bounded by
+ * `timeoutMs`, and a connection whose query got no answer in time is closed, never handed back still busy.
+ */
+const queryOnce = async (pool: Pool, timeoutMs: number, text: (client: PoolClient) => string): Promise<Row | undefined> => {
   const tx = track(await checkout(pool, timeoutMs));
   try {
-    const value = await Promise.race([
-      run(tx.client),
-      new Promise<never>((_, reject) => tx.signal.addEventListener('abort', () => reject(tx.lostWith), { once: true })),
-    ]);
+    const row = rowOf(await tx.query(text(tx.client), timeoutMs));
     tx.release();
-    return value;
+    return row;
   } catch (error) {
     tx.destroy(error);
     throw isIdempotencyError(error) ? error : unavailable(`postgres peek failed: ${explain(error)}`, error, timeoutMs);
   }
 };
 
-const rowOf = (result: QueryResult | QueryResult[]): { r?: unknown; x?: unknown } | undefined =>
+/** The one row the transactional statements answer with: `r` the function's reply, `x` the transaction id. */
+interface Row {
+  r?: unknown;
+  x?: unknown;
+}
+
+const rowOf = (result: QueryResult | QueryResult[]): Row | undefined =>
   (Array.isArray(result) ? result : [result]).find((one) => one.rows?.length === 1 && 'r' in (one.rows[0] as object))
-    ?.rows[0] as { r?: unknown; x?: unknown } | undefined;
+    ?.rows[0] as Row | undefined;
 
 /** An error the server sent (it has a SQLSTATE and a severity), as opposed to a broken or closed socket. */
 const isServerError = (error: unknown): boolean =>
