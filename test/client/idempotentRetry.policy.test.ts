@@ -103,6 +103,20 @@ describe('idempotentRetry: which failures are retried', () => {
     expect(retry({ op: makeOp(), error, attempts: 1 })).toBe(true);
   });
 
+  it('decides by the error code when neither the error data nor a response gives an HTTP status (wsLink, a formatter without httpStatus)', () => {
+    // wsLink builds its errors from the server's error shape alone: no response meta.
+    const { retry } = idempotentRetry();
+    const unavailable = formattedError({ code: 'SERVICE_UNAVAILABLE', idempotency: { reason: 'store_unavailable' } });
+    expect(retry({ op: makeOp(), error: unavailable, attempts: 1 })).toBe(true);
+    const unreported = formattedError({ code: 'INTERNAL_SERVER_ERROR' });
+    expect(retry({ op: makeOp(), error: unreported, attempts: 1 })).toBe(false);
+  });
+
+  it('retries a failure that carries no response, no error data and no cause (a bare TRPCClientError) as a network error', () => {
+    const { retry } = idempotentRetry();
+    expect(retry({ op: makeOp(), error: new TRPCClientError('connection lost'), attempts: 1 })).toBe(true);
+  });
+
   it('never retries a subscription, and does not mistake it for an unkeyed mutation', () => {
     const onWarning = vi.fn();
     const { retry } = idempotentRetry({ onWarning });

@@ -12,7 +12,7 @@ import { spyStore } from './helpers';
  * again), also when the store misbehaves at the end of a run. No `onEvent` here: nobody listening must change
  * nothing.
  */
-const setup = (overrides: Partial<IdempotencyStore> = {}, options: { maxResultBytes?: number } = {}) => {
+const setup = (overrides: Partial<IdempotencyStore> = {}, options: { maxResultBytes?: number; onInProgress?: 'wait' } = {}) => {
   const t = initTRPC.context<{ req: Request }>().create({ transformer: superjson });
   const clock = createManualClock();
   const spy = spyStore(createMemoryStore({ clock }), overrides);
@@ -116,6 +116,23 @@ describe('the Idempotency-Status of a key', () => {
     expect(answer.message).toMatch(/the procedure was not run/);
     expect(s.runs()).toBe(0);
     expect(s.spy.callsOf('release')).toHaveLength(1);
+  });
+});
+
+describe('the Idempotency-Status of a key the store fails before anything runs', () => {
+  it("is 'store_unavailable' when the store fails while the call waits for the key in progress, and nothing runs", async () => {
+    const s = setup(
+      { claim: () => Promise.resolve({ status: 'in_progress', retryAfterMs: 500 }), wait: () => Promise.reject(new Error('wait down')) },
+      { onInProgress: 'wait' },
+    );
+    expect(await s.call('pay', 'k-wait')).toMatchObject({ status: 503, key: 'store_unavailable' });
+    expect(s.runs()).toBe(0);
+  });
+
+  it("is 'store_unavailable' when the store answers a claim outside its contract, and nothing runs", async () => {
+    const s = setup({ claim: () => Promise.resolve({ status: 'bogus' } as never) });
+    expect(await s.call('pay', 'k-bogus')).toMatchObject({ status: 500, key: 'store_unavailable' });
+    expect(s.runs()).toBe(0);
   });
 });
 

@@ -133,7 +133,9 @@ describe('reports on a request object that outlives one request', () => {
     return process.memoryUsage().heapUsed;
   };
 
-  it('keeps no more keys than its per-key map can report, however many calls share the request', async () => {
+  // A heap measurement: under Stryker (STRYKER_MUTATOR_WORKER is set in its workers) the instrumented sources and
+  // their coverage counters grow the heap by themselves, past the bound, so the mutation runs leave it out.
+  it.skipIf(process.env.STRYKER_MUTATOR_WORKER !== undefined)('keeps no more keys than its per-key map can report, however many calls share the request', async () => {
     // Over tRPC's WebSocket adapter every call of a connection gets the upgrade request in ctx; with inputKey each
     // brings its own key. The report kept every one of them for the life of the connection.
     const t = initTRPC.context<{ req: object }>().create({ transformer: superjson });

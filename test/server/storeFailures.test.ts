@@ -4,7 +4,7 @@ import { createIdempotency, createMemoryStore, idempotencyErrorData, Idempotency
 import type { IdempotencyExecution, IdempotencyOptions, IdempotencyStore } from '../../src/index';
 import { createManualClock } from '../helpers/manualClock';
 import type { TestContext } from './helpers';
-import { createT, eventLog, spyStore, trpcErrorOf } from './helpers';
+import { createT, deferred, eventLog, spyStore, trpcErrorOf } from './helpers';
 
 const setup = (overrides: Partial<IdempotencyStore> = {}, options: IdempotencyOptions<TestContext> = {}) => {
   const t = createT();
@@ -85,6 +85,59 @@ describe('createIdempotency', () => {
       expect(idempotencyErrorData(error)?.reason).toBe('record_corrupt');
       expect(s.runs()).toBe(0);
       expect(s.log.ofType('store_error')[0]?.failedOpen).toBe(false);
+    });
+  });
+
+  describe("when the store refuses a claim past a partition's running quota", () => {
+    // One running claim per partition: a call whose procedure is still running holds the only slot.
+    const atQuota = (onStoreError: 'fail-closed' | 'fail-open') => {
+      const t = createT();
+      const clock = createManualClock();
+      const { idempotent } = createIdempotency<TestContext>({ store: createMemoryStore({ clock, maxRunningPerPartition: 1 }), clock, onStoreError });
+      const slow = deferred();
+      let runs = 0;
+      const router = t.router({
+        charge: t.procedure.use(idempotent()).mutation(async () => {
+          runs++;
+          if (runs === 1) await slow.promise;
+          return runs;
+        }),
+      });
+      const api = (key: string) => t.createCallerFactory(router)({ headers: { 'idempotency-key': key } });
+      return { api, runs: () => runs, finish: () => slow.resolve() };
+    };
+
+    it('answers TOO_MANY_REQUESTS with the retry hint, not SERVICE_UNAVAILABLE, and does not run the procedure', async () => {
+      const s = atQuota('fail-closed');
+      const first = s.api('first').charge();
+      const error = await trpcErrorOf(s.api('second').charge());
+      expect(error.code).toBe('TOO_MANY_REQUESTS');
+      expect(idempotencyErrorData(error)).toEqual({ reason: 'quota_exceeded', retryAfterMs: 1000 });
+      expect(s.runs()).toBe(1);
+      s.finish();
+      expect(await first).toBe(1);
+    });
+
+    it("refuses it with onStoreError: 'fail-open' too: a quota is the store's answer, not an outage", async () => {
+      const s = atQuota('fail-open');
+      const first = s.api('first').charge();
+      expect((await trpcErrorOf(s.api('second').charge())).code).toBe('TOO_MANY_REQUESTS');
+      expect(s.runs()).toBe(1);
+      s.finish();
+      expect(await first).toBe(1);
+    });
+  });
+
+  describe('when the store fails with an IdempotencyError that is not a store answer', () => {
+    it('answers SERVICE_UNAVAILABLE, as for any other store failure, not the error’s own code', async () => {
+      // A custom store passing on an error of another layer: KEY_INVALID would tell the client its key is bad.
+      const foreign = new IdempotencyError('KEY_INVALID', 'a key check inside the store');
+      const s = setup({ claim: () => Promise.reject(foreign) });
+      const error = await trpcErrorOf(s.api.charge());
+      expect(error.code).toBe('SERVICE_UNAVAILABLE');
+      expect(idempotencyErrorData(error)).toEqual({ reason: 'store_unavailable', retryAfterMs: 1000 });
+      expect((error.cause as { cause?: unknown }).cause).toBe(foreign);
+      expect(s.runs()).toBe(0);
     });
   });
 
@@ -242,7 +295,8 @@ describe('createIdempotency', () => {
       const error = await trpcErrorOf(s.api.charge());
       expect(error.code).toBe('SERVICE_UNAVAILABLE');
       expect(s.runs()).toBe(0);
-      expect(s.log.ofType('store_error')).toEqual([expect.objectContaining({ operation: 'wait' })]);
+      // The call was refused, not run unguarded.
+      expect(s.log.ofType('store_error')).toEqual([expect.objectContaining({ operation: 'wait', failedOpen: false })]);
     });
   });
 

@@ -91,6 +91,11 @@ describe('createIndexedHeap', () => {
     stale.index = 0;
     heap.remove(stale);
     heap.update(stale);
+    // And one whose position is past the end of this heap.
+    const gone = item('gone', -5);
+    gone.index = 7;
+    heap.remove(gone);
+    heap.update(gone);
     expect(heap.size).toBe(2);
     expect(heap.peek()).toBe(a);
     expect(a.index).toBe(0);
