@@ -862,6 +862,7 @@ describe('idempotent({ transactional: true }): events and reports', () => {
       expect(await fate('ok')).toEqual({ status: 200, report: 'executed' });
       expect(await fate('transient')).toEqual({ status: 500, report: 'released' });
       expect(await fate('deferred')).toEqual({ status: 500, report: 'released' });
+      expect(await fate('forgetful')).toEqual({ status: 500, report: 'released' });
       expect(await fate('conflict')).toEqual({ status: 503, report: 'store_unavailable' });
     } finally {
       await app.pool.query(`DROP TABLE IF EXISTS ${checked}, ${counter}`);
