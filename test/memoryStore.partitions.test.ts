@@ -117,6 +117,35 @@ describe('createMemoryStore: byte budget', () => {
     expect(await s.claim('victim', 'K', { token: 'x' })).toEqual({ status: 'completed', result: 'victim result' });
   });
 
+  it('never takes bytes from a partition that would be left holding no more than the claimant', async () => {
+    const unit = size('a0', 10_000);
+    const s = setup({ maxBytes: 10 * unit, reservedEntriesPerPartition: 1 });
+    for (let i = 0; i < 4; i++) await s.pay('a', `a${i}`, { result: result(10_000, `a${i}`) });
+    for (let i = 0; i < 3; i++) await s.pay('c', `c${i}`, { result: result(10_000, `c${i}`) });
+    for (let i = 0; i < 2; i++) await s.pay('b', `b${i}`, { result: result(10_000, `b${i}`) });
+    await s.claim('b', 'b2');
+    // 'b' stores a result of three units: 12 units for 10. 'a' holds 4 of 10, more than its fair third, but fewer than
+    // the 5 'b' would then hold: nobody gives up a result for it, and 'b' has nothing of its own to give up.
+    const error = await errorOf(s.complete('b2', { result: result(30_000, 'b2') }));
+    expect(error.code).toBe('STORE_UNAVAILABLE');
+    for (let i = 0; i < 4; i++) expect(await s.retry('a', `a${i}`)).toBe('completed');
+    expect(await s.retry('b', 'b2')).toBe('in_progress');
+  });
+
+  it('takes bytes for a claimant from a partition that would still hold more than it', async () => {
+    const unit = size('a0', 10_000);
+    const s = setup({ maxBytes: 10 * unit, reservedEntriesPerPartition: 1 });
+    for (let i = 0; i < 6; i++) await s.pay('a', `a${i}`, { result: result(10_000, `a${i}`) });
+    for (let i = 0; i < 3; i++) await s.pay('b', `b${i}`, { result: result(10_000, `b${i}`) });
+    await s.claim('b', 'b3');
+    // Two units for 'b' (11 for 10, then 'b' holds 5): 'a', at 6, gives up its oldest and still holds more.
+    expect(await s.complete('b3', { result: result(20_000, 'b3') })).toEqual({ status: 'ok' });
+    // Newest first: a retry that runs again takes room itself.
+    for (let i = 5; i > 0; i--) expect(await s.retry('a', `a${i}`)).toBe('completed');
+    expect(await s.retry('b', 'b3')).toBe('completed');
+    expect(await s.retry('a', 'a0')).toBe('acquired');
+  });
+
   it('caps a partition at maxBytesPerPartition from its own records', async () => {
     const s = setup({ maxBytesPerPartition: 3 * size('a0', 10_000) });
     for (let i = 0; i < 5; i++) await s.pay('a', `a${i}`, { result: result(10_000, `a${i}`) });

@@ -28,11 +28,11 @@ import { NO_STEPS } from '../store';
  *    crashed claims (lease over), then released records (no result), then its oldest completed records; with
  *    nothing of its own to give up (only live claims), the claim fails with QUOTA_EXCEEDED (429);
  * 3. when the whole store is full (`maxEntries`, `maxBytes`), records are taken from the partition that holds
- *    the largest share of the store, only if that is the claimant itself or a partition holding more than its
- *    fair share (1/N of the store, N = partitions holding records, the claimant included), more than the
- *    claimant would hold with the new record, and more than `reservedEntriesPerPartition` records. A partition at
- *    or under its reserve, or at or under its
- *    fair share never loses a completed record to another partition's traffic; when nobody is over, the claimant
+ *    the largest share of the store, only if that is the claimant itself or a partition holding more than the
+ *    claimant would hold with the new record (in a full store that is also more than its fair share: 1/N of the
+ *    store, N = partitions holding records, the claimant included) and more than `reservedEntriesPerPartition`
+ *    records. A partition at or under its reserve, or at or under its fair share, never loses a completed
+ *    record to another partition's traffic; when nobody is over, the claimant
  *    may give up only its own crashed claims and released records, and otherwise fails with STORE_UNAVAILABLE
  *    (503, retryable). An in-progress claim with a live lease is never evicted.
  *
@@ -253,16 +253,14 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): Idempotency
         continue;
       }
       const largest = byShare.peek() as Partition;
-      // Fair share: 1/N of the store among the N partitions holding records, the claimant counted (a newcomer
-      // left out would find one partition holding the whole store at its fair share, and be refused for as long
-      // as that partition's records live). A record is taken only from a partition that would still hold more
-      // than the claimant: with every holder at its fair share, a newcomer is refused rather than take one.
-      const holders = byShare.size + (p.entries === 0 ? 1 : 0);
+      // A record is taken only from a partition that would still hold more than the claimant: with every holder
+      // at its fair share, a newcomer is refused rather than take one. That partition is then also over its fair
+      // share, 1/N of the store among the N partitions holding records, the claimant counted: the store does not
+      // fit, so on the bound it overflows 1 < (others' shares, each <= largest's) + claimantAfter < N x largest's.
+      // (So no separate 1/N test: measured by mutation, it never changed an outcome, by entries or by bytes.)
       const claimantAfter = Math.max((p.entries + need.entries) / maxEntries, (p.bytes + need.bytes) / maxBytes);
       // A partition at or under its reserve never loses a record to another partition, however many there are.
-      const flooding =
-        largest === p ||
-        (largest.entries > reserved && share(largest) * holders > 1 + 1e-9 && share(largest) > claimantAfter + 1e-9);
+      const flooding = largest === p || (largest.entries > reserved && share(largest) > claimantAfter + 1e-9);
       if (flooding && reclaim(largest, now, { self: need.self, harmlessOnly: false })) continue;
       if (reclaim(p, now, { self: need.self, harmlessOnly: true })) continue;
       throw new IdempotencyError(
