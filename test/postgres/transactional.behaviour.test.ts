@@ -322,6 +322,8 @@ interface AppSetup {
   idempotency?: Omit<IdempotencyOptions<AppContext>, 'store'>;
   /** `false`: no `onEvent` listener (the default configuration). */
   events?: false;
+  /** The app's pool (the store's and the procedure's). */
+  pool?: PoolConfig;
 }
 
 /**
@@ -330,7 +332,7 @@ interface AppSetup {
  * that forgets `return next()` for the item 'forgetful'. `begins` counts the claims sent.
  */
 const appOf = async (body: (args: BodyArgs) => Promise<unknown>, setup: AppSetup = {}) => {
-  const pool = connectPool();
+  const pool = connectPool(setup.pool);
   const table = randomTable();
   const items = `${table}_items`;
   await createPostgresTable(pool, table);
@@ -718,6 +720,30 @@ describe('idempotent({ transactional: true }): answers', () => {
       expect(await app.count()).toBe(0);
       expect(app.events.filter((e) => e.type === 'released')).toMatchObject([{ code: 'INTERNAL_SERVER_ERROR' }]);
       await trpcErrorOf(app.call(key, 'forgetful'));
+      expect(app.runs()).toBe(2);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('refuses release() on ctx.idempotency.client: the call fails, nothing is committed, the connection stays clean', async () => {
+    const app = await appOf(async (args) => {
+      await insertItem(args);
+      if (args.run === 1) args.tx.client.release();
+      return { item: args.item };
+    }, { pool: { max: 1 } });
+    try {
+      const key = randomUUID();
+      const error = await trpcErrorOf(app.call(key));
+      expect(error.code).toBe('INTERNAL_SERVER_ERROR');
+      expect(error.message).toMatch(/^trpc-idempotency: ctx\.idempotency\.client belongs to the transaction of this call.*do not call release\(\) on it$/);
+      expect(await app.count()).toBe(0);
+      expect(app.events.filter((e) => e.type === 'released')).toHaveLength(1);
+      // The pool's one connection came back with no transaction open, and the key is free: the retry runs once.
+      const { rows } = await app.pool.query<{ open: string | null }>('SELECT txid_current_if_assigned()::text AS open');
+      expect(rows).toEqual([{ open: null }]);
+      expect(await app.call(key)).toEqual({ item: 'x' });
+      expect(await app.count()).toBe(1);
       expect(app.runs()).toBe(2);
     } finally {
       await app.close();

@@ -204,6 +204,11 @@ const track = (client: PoolClient): Tracked => {
   const onEnd = (): void => lose(new Error('connection ended'));
   client.on('error', onError);
   client.on('end', onEnd);
+  // The procedure gets this client as ctx.idempotency.client. Its own release() (pg-pool sets one per checkout)
+  // would hand back a connection with the transaction still open, for another caller's queries to run in and for
+  // this call's COMMIT to end: only giveBack may call it.
+  const releaseToPool = client.release;
+  client.release = refuseRelease;
   const giveBack = (error?: Error): void => {
     if (released) return;
     released = true;
@@ -211,6 +216,7 @@ const track = (client: PoolClient): Tracked => {
     client.off('end', onEnd);
     // A late socket error of a connection given up must not crash the process.
     if (error) client.on('error', ignore);
+    client.release = releaseToPool;
     client.release(error);
   };
   const tracked: Tracked = {
@@ -325,6 +331,12 @@ const isConnectionFatal = (error: unknown): boolean => {
 export const isSerializationFailure = (error: unknown): boolean => {
   const code = (error as { code?: unknown } | null)?.code;
   return code === '40001' || code === '40P01';
+};
+
+const refuseRelease = (): never => {
+  throw new Error(
+    'trpc-idempotency: ctx.idempotency.client belongs to the transaction of this call; the middleware commits or rolls it back and gives it back to the pool; do not call release() on it',
+  );
 };
 
 const asError = (error: unknown): Error => (error instanceof Error ? error : new Error(String(error)));
