@@ -950,6 +950,32 @@ describe.runIf(postgresTarget().canSpawn)('transactional mode when PostgreSQL st
     await server?.stop();
   });
 
+  it('bounds begin by operationTimeoutMs from its start: the wait for a pooled connection counts', async () => {
+    // One connection, busy for 70% of the bound when begin asks for it; the server stalls as it is given back.
+    const busyPool = new pg.Pool({ connectionString: server.url, max: 1 });
+    busyPool.on('error', () => {});
+    const busyStore = createPostgresStore({ pool: busyPool, table: 'stall', operationTimeoutMs: 1000, sweepIntervalMs: 0 });
+    const busy = await busyPool.connect();
+    try {
+      const started = performance.now();
+      const beginning = rejectionOf(busyStore.transactional.begin(claimOf()));
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      server.pause();
+      busy.release();
+      const error = await beginning;
+      const elapsed = performance.now() - started;
+      expect(isIdempotencyError(error) && error.code, String(error)).toBe('STORE_UNAVAILABLE');
+      expect(String((error as Error).message)).toMatch(/no answer within 1000 ms \(operationTimeoutMs\)/);
+      // 1000 ms from the start, not 1000 from the checkout (1700).
+      expect(elapsed).toBeGreaterThanOrEqual(990);
+      expect(elapsed).toBeLessThan(1450);
+    } finally {
+      server.resume();
+      await busyStore.close();
+      await busyPool.end();
+    }
+  });
+
   it('fails a waiter with STORE_UNAVAILABLE within operationTimeoutMs when its read of the key gets no answer', async () => {
     const holder = await acquire(store);
     try {

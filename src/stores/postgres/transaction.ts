@@ -50,7 +50,9 @@ export const createPostgresTransactional = (
   });
 
   const begin = async (request: ClaimRequest): Promise<TransactionalClaim<PoolClient>> => {
-    const client = await checkout(pool, operationTimeoutMs);
+    // One bound for the checkout and the statement together (operationTimeoutMs bounds the whole store call).
+    const deadline = deadlineIn(operationTimeoutMs);
+    const client = await checkout(pool, operationTimeoutMs, deadline);
     const tx = track(client);
     const { id, partition, token, fingerprint, lockTtlMs } = request;
     const text = [
@@ -70,7 +72,7 @@ export const createPostgresTransactional = (
     ].join(';\n');
     let row: Row | undefined;
     try {
-      row = rowOf(await tx.query(text, operationTimeoutMs));
+      row = rowOf(await tx.query(text, operationTimeoutMs, deadline));
     } catch (error) {
       if (!tx.lost && isSerializationFailure(error)) {
         // A transaction committed the key between this snapshot and the lock (see tx_claim.sql): ask again.
@@ -181,8 +183,11 @@ interface Tracked {
   signal: AbortSignal;
   readonly lost: boolean;
   readonly lostWith: unknown;
-  /** One query, bounded: on timeout the connection is closed (which ends its transaction) and this rejects. */
-  query(text: string, timeoutMs: number): Promise<QueryResult | QueryResult[]>;
+  /**
+   * One query, bounded by `timeoutMs` from now, or by `deadline` (started before the checkout) when given: on
+   * timeout the connection is closed (which ends its transaction) and this rejects.
+   */
+  query(text: string, timeoutMs: number, deadline?: Deadline): Promise<QueryResult | QueryResult[]>;
   /** Sends `text` (a ROLLBACK), then gives the connection back; closes it when that fails. Never rejects. */
   end(text: string): Promise<void>;
   /** Gives the connection back for reuse. */
@@ -228,21 +233,23 @@ const track = (client: PoolClient): Tracked => {
     get lostWith() {
       return lostWith;
     },
-    query: (text, timeoutMs) =>
+    query: (text, timeoutMs, deadline = deadlineIn(timeoutMs)) =>
       new Promise((resolve, reject) => {
-        const cancel = delayQueue(systemClock, timeoutMs).add(() => {
+        const timeOut = (): void => {
           const timeout = unavailable(`postgres got no answer within ${timeoutMs} ms (operationTimeoutMs)`, undefined, timeoutMs);
           lose(timeout);
           giveBack(timeout);
           reject(timeout);
-        });
+        };
+        if (deadline.passed) return timeOut();
+        deadline.onPass(timeOut);
         client.query(text).then(
           (result: QueryResult | QueryResult[]) => {
-            cancel();
+            deadline.cancel();
             resolve(result);
           },
           (error: unknown) => {
-            cancel();
+            deadline.cancel();
             if (!isServerError(error) || isConnectionFatal(error)) lose(error);
             reject(error);
           },
@@ -267,10 +274,40 @@ const track = (client: PoolClient): Tracked => {
 /** A ROLLBACK is quick or the connection is broken: closing it rolls back just the same. */
 const DEFAULT_END_TIMEOUT_MS = 2000;
 
-const checkout = (pool: Pool, timeoutMs: number): Promise<PoolClient> =>
+/**
+ * A time limit that outlives one step: started before a checkout, it goes on bounding the statement sent on the
+ * connection checked out. Deadlines of one length share one timer (see delayQueue).
+ */
+interface Deadline {
+  readonly passed: boolean;
+  /** What to do when the limit passes (replaces what was set before). */
+  onPass(action: () => void): void;
+  cancel(): void;
+}
+
+const deadlineIn = (timeoutMs: number): Deadline => {
+  let action: (() => void) | undefined;
+  let passed = false;
+  const cancel = delayQueue(systemClock, timeoutMs).add(() => {
+    passed = true;
+    action?.();
+  });
+  return {
+    get passed() {
+      return passed;
+    },
+    onPass: (next) => {
+      action = next;
+    },
+    cancel,
+  };
+};
+
+/** A pooled connection within `deadline`, which goes on running for the statement sent on it. */
+const checkout = (pool: Pool, timeoutMs: number, deadline: Deadline): Promise<PoolClient> =>
   new Promise((resolve, reject) => {
     let done = false;
-    const cancel = delayQueue(systemClock, timeoutMs).add(() => {
+    deadline.onPass(() => {
       done = true;
       reject(unavailable(`postgres pool gave no connection within ${timeoutMs} ms (operationTimeoutMs); the procedure was not run`, undefined, timeoutMs));
     });
@@ -278,26 +315,27 @@ const checkout = (pool: Pool, timeoutMs: number): Promise<PoolClient> =>
       (client) => {
         if (done) return client.release();
         done = true;
-        cancel();
+        deadline.onPass(ignore);
         resolve(client);
       },
       (error: unknown) => {
         if (done) return;
         done = true;
-        cancel();
+        deadline.cancel();
         reject(unavailable(`postgres connection failed: ${explain(error)}; the procedure was not run`, error, timeoutMs));
       },
     );
   });
 
 /**
- * One statement on a connection of its own, for the waiters' reads: the checkout and the query are each bounded by
- * `timeoutMs`, and a connection whose query got no answer in time is closed, never handed back still busy.
+ * One statement on a connection of its own, for the waiters' reads: the checkout and the query together are bounded
+ * by `timeoutMs`, and a connection whose query got no answer in time is closed, never handed back still busy.
  */
 const queryOnce = async (pool: Pool, timeoutMs: number, text: (client: PoolClient) => string): Promise<Row | undefined> => {
-  const tx = track(await checkout(pool, timeoutMs));
+  const deadline = deadlineIn(timeoutMs);
+  const tx = track(await checkout(pool, timeoutMs, deadline));
   try {
-    const row = rowOf(await tx.query(text(tx.client), timeoutMs));
+    const row = rowOf(await tx.query(text(tx.client), timeoutMs, deadline));
     tx.release();
     return row;
   } catch (error) {
