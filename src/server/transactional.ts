@@ -148,14 +148,16 @@ const runInTransaction = async (guard: Guard, call: KeyedCall, acquired: Acquire
     if (encoded.notStored) emit?.({ type: 'not_stored', ...encoded.notStored, limitBytes: options.maxResultBytes, path, keyHash });
     text = encoded.text;
   } else {
-    const broken = transactionFailure(result.error);
-    if (broken === undefined && !transaction.signal.aborted && storesError(options, result.error)) {
+    const serialization = serializationFailureIn(result.error);
+    if (!serialization && !transaction.signal.aborted && storesError(options, result.error)) {
       text = encodeError(options.serializer, result.error.code, result.error.message);
     } else {
       // The ROLLBACK also tells whether the connection is still there (a terminated backend is often noticed
       // only now).
       await transaction.rollback();
-      const reason = broken ?? (transaction.signal.aborted ? 'connection_lost' : undefined);
+      // The connection lost is the transaction's own (its signal), not any connection a SQLSTATE came from: a
+      // session-ending error of another connection the procedure used is the procedure's own answer.
+      const reason = serialization ? 'serialization' : transaction.signal.aborted ? 'connection_lost' : undefined;
       // The procedure failed because its transaction did: not its answer, and nothing of it is kept.
       if (reason) return failed(guard, call, { reason, cause: result.error });
       reportKey(call, 'released');
@@ -213,19 +215,15 @@ const storesError = (options: ResolvedGlobalOptions, error: TRPCError): boolean 
 };
 
 /**
- * Why the procedure's error is its transaction's failure rather than its own answer, read from the SQLSTATE of
- * the nearest error in its causes that has one: 40001/40P01 (serialization failure, deadlock), or a class that
- * ends the session (08 connection exception, 57P admin/crash shutdown, 25P03 idle-in-transaction timeout).
+ * Whether the procedure's error is a serialization failure or deadlock (SQLSTATE 40001/40P01) on it or on any of
+ * its first 8 causes, rather than the procedure's own answer: nothing was committed and the same call may succeed.
  */
-const transactionFailure = (error: unknown): 'serialization' | 'connection_lost' | undefined => {
+const serializationFailureIn = (error: unknown): boolean => {
   let current: unknown = error;
   for (let depth = 0; depth < 8 && typeof current === 'object' && current !== null; depth++) {
     const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
-      if (code === '40001' || code === '40P01') return 'serialization';
-      if (code.startsWith('08') || code.startsWith('57P') || code === '25P03') return 'connection_lost';
-    }
+    if (code === '40001' || code === '40P01') return true;
     current = (current as { cause?: unknown }).cause;
   }
-  return undefined;
+  return false;
 };

@@ -686,6 +686,36 @@ describe('idempotent({ transactional: true }): answers', () => {
     }
   });
 
+  it("answers the procedure's own error when another connection it used was terminated: its transaction's was not", async () => {
+    const app = await appOf(async (args) => {
+      await insertItem(args);
+      if (args.run === 1) {
+        const other = await args.pool.connect();
+        other.on('error', () => {});
+        try {
+          // An audit write on a connection of the procedure's own, outside the transaction, dies with 57P01.
+          await other.query('SELECT pg_terminate_backend(pg_backend_pid())');
+        } finally {
+          other.release(true);
+        }
+      }
+      return { item: args.item };
+    });
+    try {
+      const key = randomUUID();
+      const error = await trpcErrorOf(app.call(key));
+      expect(error.code).toBe('INTERNAL_SERVER_ERROR');
+      expect(error.message).toMatch(/terminating connection due to administrator command/);
+      expect(error.cause).toMatchObject({ code: '57P01' });
+      expect(app.events.filter((e) => e.type === 'released')).toMatchObject([{ code: 'INTERNAL_SERVER_ERROR' }]);
+      expect(await app.count()).toBe(0);
+      expect(await app.call(key)).toEqual({ item: 'x' });
+      expect(await app.count()).toBe(1);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('answers INTERNAL_SERVER_ERROR when its COMMIT fails on a deferred constraint: nothing kept, the key free', async () => {
     const app = await appOf(async (args) => {
       await args.tx.client.query(`INSERT INTO ${checked} (v) VALUES (1)${args.run === 1 ? ', (1)' : ''}`);
