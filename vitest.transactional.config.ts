@@ -12,6 +12,6 @@ export default defineConfig({
   ...vitestConfig,
   test: {
     ...vitestConfig.test,
-    include: ['test/postgres/transactional.test.ts', 'test/postgres/transactionalRoundTrips.test.ts', 'test/postgres/transactional.behaviour.test.ts'],
+    include: ['test/postgres/transactional.test.ts', 'test/postgres/transactionalRoundTrips.test.ts', 'test/postgres/transactional.capability.test.ts', 'test/postgres/transactional.answers.test.ts', 'test/postgres/transactional.reports.test.ts'],
   },
 });
