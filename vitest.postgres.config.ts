@@ -13,11 +13,13 @@ export default defineConfig({
     ...vitestConfig.test,
     include: [
       'test/postgres/postgresStore.conformance.test.ts',
+      'test/postgres/connections.test.ts',
       'test/postgres/corruptRecords.test.ts',
       'test/postgres/expiry.test.ts',
       'test/postgres/fencing.test.ts',
       'test/postgres/options.test.ts',
       'test/postgres/outage.test.ts',
+      'test/postgres/replies.test.ts',
       'test/postgres/roundTrips.test.ts',
       'test/postgres/statementNames.test.ts',
       'test/postgres/wait.test.ts',
