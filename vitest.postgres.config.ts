@@ -15,6 +15,7 @@ export default defineConfig({
       'test/postgres/postgresStore.conformance.test.ts',
       'test/postgres/connections.test.ts',
       'test/postgres/corruptRecords.test.ts',
+      'test/postgres/durations.test.ts',
       'test/postgres/expiry.test.ts',
       'test/postgres/fencing.test.ts',
       'test/postgres/options.test.ts',

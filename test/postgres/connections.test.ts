@@ -172,14 +172,27 @@ describe('createPostgresStore connections', () => {
     }
   });
 
-  it('names createPostgresTable when the table is gone but its functions are left', async () => {
+  it('names the failing call, and createPostgresTable, when the table is gone but its functions are left', async () => {
     const dropped = randomTable();
     await createPostgresTable(pool, dropped);
     await pool.query(`DROP TABLE ${dropped} CASCADE`);
     const store = createPostgresStore({ pool, table: dropped, sweepIntervalMs: 0 });
+    const id = randomUUID();
+    const token = randomUUID();
     try {
-      const error = unavailable(await rejection(() => store.claim(claimOf(randomUUID()))));
-      expect(error.message).toContain('createPostgresTable');
+      for (const [op, call] of [
+        ['claim', () => store.claim(claimOf(id, token))],
+        ['renew', () => store.renew({ id, token, lockTtlMs: 10_000 })],
+        ['complete', () => store.complete({ id, token, result: 'r', ttlMs: 10_000 })],
+        ['release', () => store.release({ id, token })],
+        ['step', () => store.recordStep({ id, token, name: 's', text: 'x', keepMs: 10_000 })],
+        ['peek', () => store.wait({ id, timeoutMs: 10_000 })],
+        ['sweep', () => store.sweep()],
+      ] as const) {
+        const error = unavailable(await rejection(call));
+        expect(error.message).toContain(`postgres ${op} failed: `);
+        expect(error.message).toContain('createPostgresTable');
+      }
     } finally {
       await store.close();
       await dropTable(pool, dropped);
