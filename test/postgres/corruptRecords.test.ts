@@ -10,11 +10,11 @@ const future = "clock_timestamp() + interval '1 hour'";
 const past = "clock_timestamp() - interval '1 hour'";
 
 /** Rows this store never writes: another schema version, an unknown state, a missing lease end or result. */
-const foreignRows: Array<[string, string]> = [
-  ['schema version 2', `2, 'p', 'tok', '', 1, ${future}, ${future}, NULL`],
-  ['unknown state', `1, 'x', 'tok', '', 1, ${future}, ${future}, NULL`],
-  ['in progress without a lease end', `1, 'p', 'tok', '', 1, NULL, ${future}, NULL`],
-  ['completed without a result', `1, 'c', 'tok', '', 1, NULL, ${future}, NULL`],
+const foreignRows: Array<[string, string, string]> = [
+  ['schema version 2', `2, 'p', 'tok', '', 1, ${future}, ${future}, NULL`, 'has schema version 2, expected 1'],
+  ['unknown state', `1, 'x', 'tok', '', 1, ${future}, ${future}, NULL`, "has unknown state 'x'"],
+  ['in progress without a lease end', `1, 'p', 'tok', '', 1, NULL, ${future}, NULL`, 'is in progress without a lease end'],
+  ['completed without a result', `1, 'c', 'tok', '', 1, NULL, ${future}, NULL`, 'is completed without a result'],
 ];
 
 describe('createPostgresStore with rows it did not write', () => {
@@ -51,16 +51,19 @@ describe('createPostgresStore with rows it did not write', () => {
     return (error as Error).message;
   };
 
-  it.each(foreignRows)('answers RECORD_CORRUPT for a row with %s, to every call, and leaves it untouched', async (_name, values) => {
+  it.each(foreignRows)('answers RECORD_CORRUPT for a row with %s, to every call, and leaves it untouched', async (_name, values, reason) => {
     const id = await insert(values);
     const before = await row(id);
     const message = await corrupt(() => store.claim({ id, token: randomUUID(), fingerprint: '', partition: 'p', lockTtlMs: 1000 }));
-    expect(message).toContain(table);
     expect(message).toContain('left untouched');
-    await corrupt(() => store.renew({ id, token: 'tok', lockTtlMs: 1000 }));
-    await corrupt(() => store.complete({ id, token: 'tok', result: 'r', ttlMs: 1000 }));
-    await corrupt(() => store.release({ id, token: 'tok' }));
-    await corrupt(() => store.wait({ id, timeoutMs: 1000 }));
+    // Each message names the row and what is wrong with it.
+    const says = `row ${JSON.stringify(id)} of table ${table} ${reason}:`;
+    expect(message).toContain(says);
+    expect(await corrupt(() => store.renew({ id, token: 'tok', lockTtlMs: 1000 }))).toContain(says);
+    expect(await corrupt(() => store.complete({ id, token: 'tok', result: 'r', ttlMs: 1000 }))).toContain(says);
+    expect(await corrupt(() => store.release({ id, token: 'tok' }))).toContain(says);
+    expect(await corrupt(() => store.recordStep({ id, token: 'tok', name: 'charge', text: 'ch_1', keepMs: 1000 }))).toContain(says);
+    expect(await corrupt(() => store.wait({ id, timeoutMs: 1000 }))).toContain(says);
     expect(await row(id)).toEqual(before);
   });
 
