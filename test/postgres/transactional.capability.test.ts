@@ -81,6 +81,24 @@ describe('the transactional capability of the PostgreSQL store', () => {
     }
   });
 
+  it('holds a key per table: a transaction holding a key in one table never holds the same key in another', async () => {
+    const one = await storeOn();
+    const other = await storeOn();
+    const id = randomUUID();
+    const held = await acquire(one.store, claimOf(id));
+    // The same record id in another table (another app, another tenant's schema) is a key of its own.
+    const there = await other.store.transactional.begin(claimOf(id));
+    try {
+      expect(there.status).toBe('acquired');
+      expect(await one.store.transactional.begin(claimOf(id))).toEqual({ status: 'in_progress', retryAfterMs: 100 });
+    } finally {
+      if (there.status === 'acquired') await there.transaction.rollback();
+      await held.transaction.rollback();
+      await one.close();
+      await other.close();
+    }
+  });
+
   it('wait: times out while a transaction holds the key, and settles when it commits', async () => {
     const { store, close } = await storeOn();
     try {
