@@ -24,6 +24,7 @@ export default defineConfig({
       'test/postgres/tableObjects.test.ts',
       'test/postgres/tableOption.test.ts',
       'test/postgres/wait.test.ts',
+      'test/postgres/waitStalled.test.ts',
     ],
   },
 });

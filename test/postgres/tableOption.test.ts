@@ -39,12 +39,14 @@ describe('the table option', () => {
     expect(isIdempotencyError(error) && error.code).toBe('INVALID_OPTION');
   });
 
-  it('says in its error what a table name may be, and what it got', () => {
+  it('says in its error what a table name may be, and what it got', async () => {
     const message = (create('Idem') as Error).message;
     expect(message).toContain('createPostgresStore: option "table" must be a lowercase identifier');
     expect(message).toContain('at most 48 characters and 63 in all');
     expect(message).toContain('got "Idem"');
     expect((errorOf(() => postgresTableSql('a.b.c')) as Error).message).toContain('postgresTableSql: option "table"');
+    const rejected = createPostgresTable({ query: () => Promise.reject(new Error('unused')) }, 'a.b.c');
+    await expect(rejected).rejects.toThrow('createPostgresTable: option "table"');
   });
 
   it('qualifies every name with a one-letter schema, and keeps the index name unqualified', () => {
