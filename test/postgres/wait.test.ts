@@ -236,9 +236,14 @@ describe('createPostgresStore wait', () => {
     for (const id of [a, b]) await store.claim({ id, token: 'owner', fingerprint: '', partition: 'p', lockTtlMs: 600_000 });
     void store.wait({ id: a, timeoutMs: 20_000 });
     for (let i = 0; i < 200 && (counts.get('peek') ?? 0) === 0; i++) await sleep(5);
-    await pool.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1', [`LISTEN "${table}"`]);
-    expect(await untilZero(() => listeners(table))).toBe(0);
-    await sleep(50); // the store's client sees its socket close
+    const connections = pool.totalCount;
+    const observer = connectPool({ max: 1 });
+    await observer
+      .query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1', [`LISTEN "${table}"`])
+      .finally(() => observer.end());
+    // The store has seen its listening connection go once the pool no longer counts it.
+    for (let i = 0; i < 300 && pool.totalCount >= connections; i++) await sleep(10);
+    expect(pool.totalCount).toBe(connections - 1);
     const second = store.wait({ id: b, timeoutMs: 8_000 });
     for (let i = 0; i < 200 && (counts.get('peek') ?? 0) < 2; i++) await sleep(5);
     await store.complete({ id: b, token: 'owner', result: 'r', ttlMs: 60_000 });
