@@ -28,8 +28,8 @@ const countStatements = (pool: pg.Pool): Map<string, number> => {
 
 describe('createPostgresStore wait', () => {
   const opened: Array<{ store: PostgresStore; pool: pg.Pool; table: string }> = [];
-  const open = async (options: Partial<PostgresStoreOptions> = {}) => {
-    const pool = connectPool();
+  const open = async (options: Partial<PostgresStoreOptions> = {}, poolConfig: pg.PoolConfig = {}) => {
+    const pool = connectPool(poolConfig);
     const table = randomTable();
     await createPostgresTable(pool, table);
     const counts = countStatements(pool);
@@ -277,6 +277,39 @@ describe('createPostgresStore wait', () => {
     const reads = counts.get('peek');
     await sleep(300); // six poll intervals
     expect(counts.get('peek')).toBe(reads);
+  });
+
+  it('never listens again after close, when close came during a read', async () => {
+    // Two connections: the listening one, and one the test holds, so the waiter's first read waits for it.
+    const { store, pool, counts } = await open({ waitPollIntervalMs: 10 }, { max: 2 });
+    const id = randomUUID();
+    await store.claim({ id, token: 'owner', fingerprint: '', partition: 'p', lockTtlMs: 600_000 });
+    const held = await pool.connect();
+    const waiting = store.wait({ id, timeoutMs: 20_000 });
+    for (let i = 0; i < 400 && pool.waitingCount === 0; i++) await sleep(5);
+    expect(pool.waitingCount).toBe(1);
+    await store.close();
+    expect(await waiting).toEqual({ status: 'timeout' });
+    // The read goes out now and finds the key still held: the store is closed, so no poll and no new LISTEN.
+    held.release();
+    for (let i = 0; i < 400 && (counts.get('peek') ?? 0) === 0; i++) await sleep(5);
+    await sleep(200); // twenty poll intervals
+    expect(counts.get('peek')).toBe(1);
+    expect(counts.get('LISTEN')).toBe(1);
+  });
+
+  it('gives up a connection that comes after its LISTEN timed out: the pool slot is not lost', async () => {
+    const { store, pool } = await open({ operationTimeoutMs: 200 }, { max: 1 });
+    const held = await pool.connect();
+    const error = await store.wait({ id: randomUUID(), timeoutMs: 5_000 }).catch((e: unknown) => e);
+    expect(isIdempotencyError(error) && error.code).toBe('STORE_UNAVAILABLE');
+    expect((error as Error).message).toBe('trpc-idempotency: postgres listen got no answer within 200 ms (operationTimeoutMs)');
+    // The pool hands the connection to the listen that gave up; the next call still gets it.
+    held.release();
+    for (let i = 0; i < 400 && pool.waitingCount > 0; i++) await sleep(5);
+    expect(pool.waitingCount).toBe(0);
+    const claimed = await store.claim({ id: randomUUID(), token: 't', fingerprint: '', partition: 'p', lockTtlMs: 10_000 });
+    expect(claimed.status).toBe('acquired');
   });
 
   it('fails a wait at once with STORE_UNAVAILABLE, naming the cause, when PostgreSQL refuses connections', async () => {
