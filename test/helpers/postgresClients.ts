@@ -6,6 +6,7 @@ import type { ProvidedPostgres } from './postgresSetup';
 import { createPostgresStore, createPostgresTable } from '../../src/stores/postgres';
 import type { PostgresStoreOptions } from '../../src/stores/postgres';
 import type { StoreHarness } from '../../src/testing/storeConformance';
+import { startPostgresServer } from './postgresServer';
 
 /** The PostgreSQL the global setup found; throws its setup error (what to install) when there is none. */
 export const postgresTarget = (): ProvidedPostgres & { url: string } => {
@@ -30,25 +31,56 @@ export const randomTable = (schema: string = postgresTarget().schema): string =>
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The conformance suite's harness over a Postgres store on a fresh table (created here, dropped at close). */
-export const postgresStoreHarness = async (
-  options: Partial<PostgresStoreOptions> = {},
-  poolConfig: PoolConfig = {},
-): Promise<StoreHarness> => {
+/** A Postgres store on a fresh table of the shared server, with a pool of its own; `close` drops the table. */
+export const freshPostgresStore = async (options: Partial<PostgresStoreOptions> = {}, poolConfig: PoolConfig = {}) => {
   const pool = connectPool(poolConfig);
   const table = options.table ?? randomTable();
   await createPostgresTable(pool, table);
   const store = createPostgresStore({ pool, table, ...options });
   return {
+    pool,
+    table,
     store,
-    // A real database has a real clock: `advance` is a real wait.
-    advance: sleep,
-    close: async () => {
+    close: async (): Promise<void> => {
       await store.close();
       await dropTable(pool, table);
       await pool.end();
     },
   };
+};
+
+/**
+ * A store on `table` of a PostgreSQL server of its own, to stop or stall (never the shared one): the user's pool
+ * with node-postgres defaults (max 4, no connection timeout) and the 'error' listener it asks for; no sweeps.
+ * `stop` resumes the server if stalled, then closes the store, the pool and the server.
+ */
+export const storeOnOwnServer = async (table: string, options: Partial<PostgresStoreOptions> = {}) => {
+  const server = await startPostgresServer();
+  const pool = new pg.Pool({ connectionString: server.url, max: 4 });
+  pool.on('error', () => {});
+  await createPostgresTable(pool, table);
+  const store = createPostgresStore({ pool, table, sweepIntervalMs: 0, ...options });
+  return {
+    server,
+    pool,
+    store,
+    stop: async (): Promise<void> => {
+      server.resume();
+      await store.close();
+      await pool.end().catch(() => {});
+      await server.stop();
+    },
+  };
+};
+
+/** The conformance suite's harness over a Postgres store on a fresh table (created here, dropped at close). */
+export const postgresStoreHarness = async (
+  options: Partial<PostgresStoreOptions> = {},
+  poolConfig: PoolConfig = {},
+): Promise<StoreHarness> => {
+  const { store, close } = await freshPostgresStore(options, poolConfig);
+  // A real database has a real clock: `advance` is a real wait.
+  return { store, advance: sleep, close };
 };
 
 /** Drops a store's table and everything created with it (sequence and functions). */

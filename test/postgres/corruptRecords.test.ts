@@ -2,9 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isIdempotencyError } from '../../src/errors';
-import { createPostgresStore, createPostgresTable } from '../../src/stores/postgres';
 import type { PostgresStore } from '../../src/stores/postgres';
-import { connectPool, dropTable, randomTable } from '../helpers/postgresClients';
+import { freshPostgresStore } from '../helpers/postgresClients';
 
 const future = "clock_timestamp() + interval '1 hour'";
 const past = "clock_timestamp() - interval '1 hour'";
@@ -20,18 +19,13 @@ const foreignRows: Array<[string, string, string]> = [
 describe('createPostgresStore with rows it did not write', () => {
   let pool: pg.Pool;
   let store: PostgresStore;
-  const table = randomTable();
+  let table: string;
+  let close: () => Promise<void>;
 
   beforeAll(async () => {
-    pool = connectPool();
-    await createPostgresTable(pool, table);
-    store = createPostgresStore({ pool, table, sweepIntervalMs: 0 });
+    ({ pool, store, table, close } = await freshPostgresStore({ sweepIntervalMs: 0 }));
   });
-  afterAll(async () => {
-    await store.close();
-    await dropTable(pool, table);
-    await pool.end();
-  });
+  afterAll(() => close());
 
   const insert = async (values: string): Promise<string> => {
     const id = randomUUID();

@@ -2,26 +2,20 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isIdempotencyError } from '../../src/errors';
-import { createPostgresStore, createPostgresTable } from '../../src/stores/postgres';
 import type { PostgresStore } from '../../src/stores/postgres';
-import { connectPool, dropTable, randomTable } from '../helpers/postgresClients';
+import { freshPostgresStore } from '../helpers/postgresClients';
 
 // The durations each call passes (lockTtlMs, ttlMs, keepMs) go to SQL as whole milliseconds.
 describe('createPostgresStore durations per call', () => {
   let pool: pg.Pool;
   let store: PostgresStore;
-  const table = randomTable();
+  let table: string;
+  let close: () => Promise<void>;
 
   beforeAll(async () => {
-    pool = connectPool();
-    await createPostgresTable(pool, table);
-    store = createPostgresStore({ pool, table, sweepIntervalMs: 0 });
+    ({ pool, store, table, close } = await freshPostgresStore({ sweepIntervalMs: 0 }));
   });
-  afterAll(async () => {
-    await store.close();
-    await dropTable(pool, table);
-    await pool.end();
-  });
+  afterAll(() => close());
 
   /** The rejection of `call`: INVALID_OPTION naming `name` and the value. */
   const rejects = async (call: () => Promise<unknown>, name: string, value: string): Promise<void> => {

@@ -3,20 +3,12 @@ import { describe, expect, it } from 'vitest';
 import { isIdempotencyError } from '../../src/errors';
 import { createPostgresStore } from '../../src/stores/postgres';
 import type { PostgresStoreOptions } from '../../src/stores/postgres';
-
-const errorOf = (make: () => unknown): unknown => {
-  try {
-    make();
-  } catch (error) {
-    return error;
-  }
-  return undefined;
-};
+import { thrownBy } from '../server/helpers';
 
 const unused = () => Promise.reject(new Error('unused'));
 const pool = { connect: unused, query: unused } as unknown as pg.Pool;
 const create = (options: Record<string, unknown>): unknown =>
-  errorOf(() => createPostgresStore({ pool, sweepIntervalMs: 0, ...options } as unknown as PostgresStoreOptions));
+  thrownBy(() => createPostgresStore({ pool, sweepIntervalMs: 0, ...options } as unknown as PostgresStoreOptions));
 
 // What each option accepts, as its error message states it: a bad value fails at creation (INVALID_OPTION), naming
 // the option, its rule and the value it got; the smallest value the rule allows is accepted.
@@ -76,7 +68,7 @@ describe('createPostgresStore option rules', () => {
   });
 
   it('names the pool option when called without options (untyped callers)', () => {
-    const error = errorOf(() => createPostgresStore(undefined as unknown as PostgresStoreOptions));
+    const error = thrownBy(() => createPostgresStore(undefined as unknown as PostgresStoreOptions));
     expect(isIdempotencyError(error) && error.code).toBe('INVALID_OPTION');
     expect((error as Error).message).toContain('createPostgresStore: option "pool"');
   });

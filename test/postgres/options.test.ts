@@ -7,15 +7,7 @@ import { isIdempotencyError } from '../../src/errors';
 import { createPostgresStore, createPostgresTable, postgresStoreDefaults, postgresTableSql } from '../../src/stores/postgres';
 import type { PostgresStoreOptions } from '../../src/stores/postgres';
 import { connectPool, dropTable, randomTable } from '../helpers/postgresClients';
-
-const errorOf = (make: () => unknown): unknown => {
-  try {
-    make();
-  } catch (error) {
-    return error;
-  }
-  return undefined;
-};
+import { thrownBy } from '../server/helpers';
 
 describe('createPostgresStore options', () => {
   const pool = { connect: () => Promise.reject(new Error('unused')), query: () => Promise.reject(new Error('unused')) } as unknown as pg.Pool;
@@ -34,7 +26,7 @@ describe('createPostgresStore options', () => {
     ['sweepIntervalMs', { sweepIntervalMs: -1 }],
     ['sweepBatchSize', { sweepBatchSize: 0 }],
   ])('rejects a bad %s at creation, naming it', (name, override) => {
-    const error = errorOf(() => createPostgresStore({ pool, ...override } as unknown as PostgresStoreOptions));
+    const error = thrownBy(() => createPostgresStore({ pool, ...override } as unknown as PostgresStoreOptions));
     expect(isIdempotencyError(error) && error.code).toBe('INVALID_OPTION');
     expect((error as Error).message).toContain(`createPostgresStore: option "${name}"`);
   });

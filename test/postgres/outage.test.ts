@@ -1,12 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isIdempotencyError } from '../../src/errors';
-import { createPostgresStore, createPostgresTable } from '../../src/stores/postgres';
 import type { PostgresStore } from '../../src/stores/postgres';
-import { postgresTarget, sleep } from '../helpers/postgresClients';
+import { postgresTarget, sleep, storeOnOwnServer } from '../helpers/postgresClients';
 import type { PostgresServer } from '../helpers/postgresServer';
-import { startPostgresServer } from '../helpers/postgresServer';
 
 const operationTimeoutMs = 500;
 /** Scheduling slack on top of the bound. */
@@ -27,28 +24,20 @@ const failsUnavailable = async (call: () => Promise<unknown>): Promise<number> =
 // Each test stops or stalls its own PostgreSQL server: never the shared one.
 describe.runIf(postgresTarget().canSpawn)('createPostgresStore when PostgreSQL is down or stalled', () => {
   let server: PostgresServer;
-  let pool: pg.Pool;
   let store: PostgresStore;
   const table = 'outage';
   const claim = (id: string = randomUUID(), token: string = randomUUID()) =>
     store.claim({ id, token, fingerprint: '', partition: 'p', lockTtlMs: 10_000 });
 
+  let stop: (() => Promise<void>) | undefined;
+
   beforeAll(async () => {
-    server = await startPostgresServer();
-    // The user's pool with node-postgres defaults (no connection timeout at all) and the 'error' listener it asks for.
-    pool = new pg.Pool({ connectionString: server.url, max: 4 });
-    pool.on('error', () => {});
-    await createPostgresTable(pool, table);
-    store = createPostgresStore({ pool, table, operationTimeoutMs, sweepIntervalMs: 0 });
+    ({ server, store, stop } = await storeOnOwnServer(table, { operationTimeoutMs }));
   });
   afterEach(() => {
     server.resume();
   });
-  afterAll(async () => {
-    await store?.close();
-    await pool?.end().catch(() => {});
-    await server?.stop();
-  });
+  afterAll(() => stop?.());
 
   it('fails every call within operationTimeoutMs while PostgreSQL is down, then works again once it is back', async () => {
     const id = randomUUID();

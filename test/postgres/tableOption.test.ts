@@ -4,18 +4,10 @@ import { isIdempotencyError } from '../../src/errors';
 import { createPostgresStore, createPostgresTable, postgresTableSql } from '../../src/stores/postgres';
 import type { PostgresStoreOptions } from '../../src/stores/postgres';
 import { connectPool, dropTable, postgresTarget, randomTable } from '../helpers/postgresClients';
-
-const errorOf = (make: () => unknown): unknown => {
-  try {
-    make();
-  } catch (error) {
-    return error;
-  }
-  return undefined;
-};
+import { thrownBy } from '../server/helpers';
 
 const pool = { connect: () => Promise.reject(new Error('unused')), query: () => Promise.reject(new Error('unused')) } as unknown as pg.Pool;
-const create = (table: unknown): unknown => errorOf(() => createPostgresStore({ pool, table } as unknown as PostgresStoreOptions));
+const create = (table: unknown): unknown => thrownBy(() => createPostgresStore({ pool, table } as unknown as PostgresStoreOptions));
 
 // The table option's rules (docs: lowercase identifiers, each part at most 48 characters so the longest derived
 // name, `<table>_tx_complete_v1`, fits PostgreSQL's 63; the whole name at most 63, since it is also the NOTIFY channel).
@@ -44,7 +36,7 @@ describe('the table option', () => {
     expect(message).toContain('createPostgresStore: option "table" must be a lowercase identifier');
     expect(message).toContain('at most 48 characters and 63 in all');
     expect(message).toContain('got "Idem"');
-    expect((errorOf(() => postgresTableSql('a.b.c')) as Error).message).toContain('postgresTableSql: option "table"');
+    expect((thrownBy(() => postgresTableSql('a.b.c')) as Error).message).toContain('postgresTableSql: option "table"');
     const rejected = createPostgresTable({ query: () => Promise.reject(new Error('unused')) }, 'a.b.c');
     await expect(rejected).rejects.toThrow('createPostgresTable: option "table"');
   });

@@ -5,9 +5,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isIdempotencyError } from '../../src/errors';
 import { createPostgresStore, createPostgresTable } from '../../src/stores/postgres';
 import type { PostgresStore, PostgresStoreOptions } from '../../src/stores/postgres';
-import { connectPool, dropTable, postgresTarget, randomTable } from '../helpers/postgresClients';
+import { connectPool, dropTable, postgresTarget, randomTable, storeOnOwnServer } from '../helpers/postgresClients';
 import type { PostgresServer } from '../helpers/postgresServer';
-import { startPostgresServer } from '../helpers/postgresServer';
 import { rejectionOf } from '../server/helpers';
 import { claimOf, acquire, storeOn, lockWaitIn, backendPid, deferredUniqueSql } from './fixtures/transactionalBehaviour';
 
@@ -274,22 +273,15 @@ describe.runIf(postgresTarget().canSpawn)('transactional mode when PostgreSQL st
   let server: PostgresServer;
   let pool: pg.Pool;
   let store: PostgresStore;
+  let stop: (() => Promise<void>) | undefined;
 
   beforeAll(async () => {
-    server = await startPostgresServer();
-    pool = new pg.Pool({ connectionString: server.url, max: 4 });
-    pool.on('error', () => {});
-    await createPostgresTable(pool, 'stall');
-    store = createPostgresStore({ pool, table: 'stall', operationTimeoutMs, sweepIntervalMs: 0 });
+    ({ server, pool, store, stop } = await storeOnOwnServer('stall', { operationTimeoutMs }));
   });
   afterEach(() => {
     server.resume();
   });
-  afterAll(async () => {
-    await store?.close();
-    await pool?.end().catch(() => {});
-    await server?.stop();
-  });
+  afterAll(() => stop?.());
 
   it('bounds begin by operationTimeoutMs from its start: the wait for a pooled connection counts', async () => {
     // One connection, busy for 70% of the bound when begin asks for it; the server stalls as it is given back.

@@ -2,11 +2,9 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isIdempotencyError } from '../../src/errors';
-import { createPostgresStore, createPostgresTable } from '../../src/stores/postgres';
 import type { PostgresStore } from '../../src/stores/postgres';
-import { postgresTarget, sleep } from '../helpers/postgresClients';
+import { postgresTarget, sleep, storeOnOwnServer } from '../helpers/postgresClients';
 import type { PostgresServer } from '../helpers/postgresServer';
-import { startPostgresServer } from '../helpers/postgresServer';
 
 const operationTimeoutMs = 500;
 /** Scheduling slack on top of the bound. */
@@ -20,19 +18,12 @@ describe.runIf(postgresTarget().canSpawn)('createPostgresStore wait while Postgr
   let store: PostgresStore;
   const table = 'stalled';
 
+  let stop: (() => Promise<void>) | undefined;
+
   beforeAll(async () => {
-    server = await startPostgresServer();
-    pool = new pg.Pool({ connectionString: server.url, max: 4 });
-    pool.on('error', () => {});
-    await createPostgresTable(pool, table);
-    store = createPostgresStore({ pool, table, operationTimeoutMs, sweepIntervalMs: 0 });
+    ({ server, pool, store, stop } = await storeOnOwnServer(table, { operationTimeoutMs }));
   });
-  afterAll(async () => {
-    server?.resume();
-    await store?.close();
-    await pool?.end().catch(() => {});
-    await server?.stop();
-  });
+  afterAll(() => stop?.());
 
   it('fails within operationTimeoutMs, saying so, and closes the connection that comes late', async () => {
     const id = randomUUID();

@@ -4,15 +4,7 @@ import { isIdempotencyError } from '../../src/errors';
 import { createRedisStore, redisStoreDefaults } from '../../src/redis';
 import type { RedisStoreOptions } from '../../src/redis';
 import { connectRedis } from '../helpers/redisClients';
-
-const errorOf = (make: () => unknown): unknown => {
-  try {
-    make();
-  } catch (error) {
-    return error;
-  }
-  return undefined;
-};
+import { thrownBy } from '../server/helpers';
 
 describe('createRedisStore options', () => {
   const redis = connectRedis({ lazyConnect: true }) as Redis;
@@ -28,7 +20,7 @@ describe('createRedisStore options', () => {
     ['releasedTtlMs', { releasedTtlMs: Number.NaN }],
     ['waitPollIntervalMs', { waitPollIntervalMs: 1 }],
   ])('rejects a bad %s at creation, naming it', (name, override) => {
-    const error = errorOf(() => createRedisStore({ redis, ...override } as unknown as RedisStoreOptions));
+    const error = thrownBy(() => createRedisStore({ redis, ...override } as unknown as RedisStoreOptions));
     expect(isIdempotencyError(error) && error.code).toBe('INVALID_OPTION');
     expect((error as Error).message).toContain(`"${name}"`);
   });

@@ -40,6 +40,16 @@ export const deferred = <T = void>(): Deferred<T> => {
   return { promise, resolve, reject };
 };
 
+/** What `make` throws, or undefined when it returns. */
+export const thrownBy = (make: () => unknown): unknown => {
+  try {
+    make();
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+};
+
 /** Resolves to the rejection of `promise`; fails the test when it resolves. */
 export const rejectionOf = async (promise: Promise<unknown>): Promise<any> => {
   try {
