@@ -123,7 +123,6 @@ export const createPostgresStore = (options: PostgresStoreOptions): PostgresStor
 
 // ---- internal helpers ----
 
-/** The caller's scope hash, stored with the row (`''` from callers that send none). */
 /** Durations go to SQL as whole milliseconds >= 1. */
 const millisOf = (name: string): ((value: number) => number) => (value) => {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
